@@ -1,0 +1,245 @@
+"""InstrumentedLSTM: a manual torch.nn.LSTM that records every gate and state it computes.
+
+Parameters carry nn.LSTM's names and shapes, so state_dicts load both ways. For layer k and
+direction d, with rows of the (4H, ·) weights in PyTorch's order i, f, g, o:
+
+    i_t = σ(W_ii x_t + b_ii + W_hi h_{t−1} + b_hi)        input gate
+    f_t = σ(W_if x_t + b_if + W_hf h_{t−1} + b_hf)        forget gate
+    g_t = tanh(W_ig x_t + b_ig + W_hg h_{t−1} + b_hg)     candidate (C̃_t)
+    o_t = σ(W_io x_t + b_io + W_ho h_{t−1} + b_ho)        output gate
+    c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
+    h_t = o_t ⊙ tanh(c_t)            then h_t = W_hr h_t when proj_size > 0
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import LSTMConfig
+from .trace import Trace
+
+QUANTITIES = ("i", "f", "g", "o", "c", "h")
+
+
+@dataclass
+class DirectionWeights:
+    """One layer-direction's parameters; biases and W_hr are None when absent."""
+
+    weight_ih: Tensor  # (4H, I_k)
+    weight_hh: Tensor  # (4H, H_r)
+    bias_ih: Tensor | None  # (4H,)
+    bias_hh: Tensor | None  # (4H,)
+    weight_hr: Tensor | None  # (P, H)
+
+
+def run_direction(
+    x: Tensor, h0: Tensor, c0: Tensor, w: DirectionWeights, reverse: bool, record: bool
+) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+    """One layer, one direction, stepwise. x (T, B, I_k), h0 (B, H_r), c0 (B, H).
+
+    Returns h for every t (T, B, H_r) indexed by input position, h_n, c_n, and (if record) each of
+    i, f, g, o, c, h stacked over t, also indexed by input position.
+    """
+    seq_len = x.shape[0]
+    # The input half of every gate, for all t in one GEMM: W_i· x_t + b_i· + b_h·   (T, B, 4H)
+    x_part = x @ w.weight_ih.T
+    if w.bias_ih is not None:
+        x_part = x_part + (w.bias_ih + w.bias_hh)
+    h, c = h0, c0
+    steps: dict[str, list[Tensor]] = {q: [] for q in QUANTITIES}
+    for t in range(seq_len - 1, -1, -1) if reverse else range(seq_len):
+        z = x_part[t] + h @ w.weight_hh.T  # (B, 4H) pre-activations
+        z_i, z_f, z_g, z_o = z.chunk(4, dim=1)
+        i = torch.sigmoid(z_i)  # i_t = σ(W_ii x_t + b_ii + W_hi h_{t−1} + b_hi)
+        f = torch.sigmoid(z_f)  # f_t = σ(W_if x_t + b_if + W_hf h_{t−1} + b_hf)
+        g = torch.tanh(z_g)  # g_t = tanh(W_ig x_t + b_ig + W_hg h_{t−1} + b_hg)
+        o = torch.sigmoid(z_o)  # o_t = σ(W_io x_t + b_io + W_ho h_{t−1} + b_ho)
+        c = f * c + i * g  # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
+        h = o * torch.tanh(c)  # h_t = o_t ⊙ tanh(c_t)
+        if w.weight_hr is not None:
+            h = h @ w.weight_hr.T  # h_t = W_hr h_t   (B, P)
+        steps["h"].append(h)
+        if record:
+            for name, value in zip("ifgoc", (i, f, g, o, c), strict=True):
+                steps[name].append(value)
+    if reverse:  # store the step for input t at t
+        for seq in steps.values():
+            seq.reverse()
+    recorded = {q: torch.stack(v) for q, v in steps.items() if v}
+    return recorded["h"], h, c, recorded
+
+
+class InstrumentedLSTM(nn.Module):
+    """Drop-in torch.nn.LSTM whose `trace` also returns every gate and state at every step."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        cfg = LSTMConfig(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         proj_size)
+        self.config = cfg
+        for name, value in cfg.to_dict().items():
+            setattr(self, name, value)
+        self.dropout = float(dropout)
+        factory = {"device": device, "dtype": dtype}
+        for layer in range(num_layers):
+            shapes = cfg.param_shapes(layer)
+            for direction in range(cfg.num_directions):
+                for name in cfg.param_names(layer, direction):
+                    kind = name.split("_l")[0]
+                    self.register_parameter(name, nn.Parameter(torch.empty(shapes[kind], **factory)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """nn.LSTM's init: every parameter ~ U(−1/√H, 1/√H)."""
+        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        s = f"{c.input_size}, {c.hidden_size}, num_layers={c.num_layers}"
+        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
+                              ("bidirectional", False), ("proj_size", 0)):
+            if getattr(c, name) != default:
+                s += f", {name}={getattr(c, name)}"
+        return s
+
+    # --- conversion --------------------------------------------------------------------------
+
+    @classmethod
+    def from_torch(cls, lstm: nn.LSTM) -> InstrumentedLSTM:
+        """Same config and weights as `lstm`, on its device and dtype, in its train/eval mode."""
+        if not isinstance(lstm, nn.LSTM):
+            raise TypeError(f"from_torch expects a torch.nn.LSTM, got {type(lstm).__name__}")
+        w = lstm.weight_ih_l0
+        m = cls(**LSTMConfig.of(lstm).to_dict(), device=w.device, dtype=w.dtype)
+        m.load_state_dict(lstm.state_dict())
+        return m.train(lstm.training)
+
+    def to_torch(self) -> nn.LSTM:
+        """An equivalent torch.nn.LSTM with copied weights."""
+        w = self.weight_ih_l0
+        lstm = nn.LSTM(**self.config.to_dict(), device=w.device, dtype=w.dtype)
+        lstm.load_state_dict(self.state_dict())
+        return lstm.train(self.training)
+
+    def direction_weights(self, layer: int, direction: int) -> DirectionWeights:
+        sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+        get = lambda kind: getattr(self, kind + sfx, None)  # noqa: E731
+        return DirectionWeights(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"),
+                                get("weight_hr"))
+
+    # --- forward -----------------------------------------------------------------------------
+
+    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None):
+        """Exactly nn.LSTM's forward: returns output, (h_n, c_n)."""
+        output, h_n, c_n, _ = self._run(input, hx, record=False)
+        return output, (h_n, c_n)
+
+    @torch.no_grad()
+    def trace(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> Trace:
+        """Forward pass plus every gate and state, detached, as a Trace."""
+        output, h_n, c_n, parts = self._run(input, hx, record=True)
+        return Trace(config=self.config, output=output, h_n=h_n, c_n=c_n, batched=input.dim() == 3,
+                     weights={k: v.detach().clone() for k, v in self.state_dict().items()},
+                     engine="stepwise", **parts)
+
+    def _check_input(self, input: Tensor, hx) -> tuple[Tensor, Tensor, Tensor, bool]:
+        """nn.LSTM's checks and normalisation: returns x (T, B, I), h0, c0 (L·D, B, ·), batched."""
+        cfg = self.config
+        if not isinstance(input, Tensor):
+            raise TypeError(f"LSTM: expected input to be a Tensor, got {type(input).__name__}")
+        if input.dim() not in (2, 3):
+            raise ValueError(f"LSTM: Expected input to be 2D or 3D, got {input.dim()}D instead")
+        weight = self.weight_ih_l0
+        if input.dtype != weight.dtype:
+            raise ValueError(
+                f"RNN input dtype ({input.dtype}) does not match weight dtype ({weight.dtype}). "
+                f"Convert input: input.to({weight.dtype}), or convert model: model.to({input.dtype})"
+            )
+        batched = input.dim() == 3
+        x = input if batched else input.unsqueeze(0 if cfg.batch_first else 1)
+        if cfg.batch_first:
+            x = x.transpose(0, 1)  # (T, B, I): time-major inside
+        if x.shape[-1] != cfg.input_size:
+            raise RuntimeError(
+                f"input.size(-1) must be equal to input_size. Expected {cfg.input_size}, got {x.shape[-1]}"
+                f" (input shape {tuple(input.shape)})"
+            )
+        batch, layers_dirs = x.shape[1], cfg.num_layers * cfg.num_directions
+        if hx is None:
+            h0 = x.new_zeros(layers_dirs, batch, cfg.real_hidden_size)
+            c0 = x.new_zeros(layers_dirs, batch, cfg.hidden_size)
+            return x, h0, c0, batched
+        h0, c0 = hx
+        want = 3 if batched else 2
+        if h0.dim() != want or c0.dim() != want:
+            kind = "batched 3-D" if batched else "unbatched 2-D"
+            raise RuntimeError(f"For {kind} input, hx and cx should also be {want}-D but got "
+                               f"({h0.dim()}-D, {c0.dim()}-D) tensors")
+        if not batched:
+            h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
+        for k, (state, size) in enumerate(((h0, cfg.real_hidden_size), (c0, cfg.hidden_size))):
+            expected = (layers_dirs, batch, size)
+            if tuple(state.shape) != expected:
+                raise RuntimeError(f"Expected hidden[{k}] size {expected}, got {list(state.shape)}")
+        return x, h0, c0, batched
+
+    def _run(self, input: Tensor, hx, record: bool):
+        """All layers and directions. Returns output, h_n, c_n as nn.LSTM does, and the recorded parts."""
+        cfg = self.config
+        x, h0, c0, batched = self._check_input(input, hx)
+        if x.shape[0] == 0:
+            raise ValueError(f"LSTM: the input sequence is empty (input shape {tuple(input.shape)})")
+        D = cfg.num_directions
+        h_n, c_n, layer_inputs = [], [], []
+        per_layer: dict[str, list[Tensor]] = {q: [] for q in QUANTITIES}
+        layer_in = x
+        for layer in range(cfg.num_layers):
+            if layer > 0 and self.training and cfg.dropout > 0:
+                layer_in = F.dropout(layer_in, p=cfg.dropout, training=True)  # between layers only
+            layer_inputs.append(layer_in)
+            outs, per_dir = [], {q: [] for q in QUANTITIES}
+            for d in range(D):
+                k = layer * D + d
+                out, h_last, c_last, rec = run_direction(layer_in, h0[k], c0[k],
+                                                         self.direction_weights(layer, d),
+                                                         reverse=d == 1, record=record)
+                outs.append(out)
+                h_n.append(h_last)
+                c_n.append(c_last)
+                for q, v in rec.items():
+                    per_dir[q].append(v)
+            layer_in = torch.cat(outs, dim=-1) if D > 1 else outs[0]  # [forward, reverse] features
+            if record:
+                for q in QUANTITIES:
+                    per_layer[q].append(torch.stack(per_dir[q]))
+        output = layer_in.transpose(0, 1) if cfg.batch_first else layer_in
+        h_n, c_n = torch.stack(h_n), torch.stack(c_n)
+        if not batched:
+            output = output.squeeze(0 if cfg.batch_first else 1)
+            h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
+        parts = {}
+        if record:
+            parts = {q: torch.stack(v) for q, v in per_layer.items()}  # (L, D, T, B, ·)
+            parts["h0"] = h0.reshape(cfg.num_layers, D, *h0.shape[1:])  # (L, D, B, H_r)
+            parts["c0"] = c0.reshape(cfg.num_layers, D, *c0.shape[1:])  # (L, D, B, H)
+            parts["layer_inputs"] = layer_inputs
+        return output, h_n, c_n, parts

@@ -1,0 +1,101 @@
+"""Trace: everything an LSTM computed on one input, time-major and indexed by input position."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .config import GATE_ORDER, LSTMConfig
+
+GATES = ("f", "i", "o", "g")
+STATES = ("c", "h")
+
+
+@dataclass
+class Trace:
+    """Gates and states of every layer, direction, step and batch element.
+
+    f, i, g, o, c: (num_layers, num_directions, seq_len, batch, hidden_size)
+    h:             (num_layers, num_directions, seq_len, batch, proj_size or hidden_size)
+    The reverse direction's step for input t is stored at t. Unbatched input has batch 1.
+    """
+
+    config: LSTMConfig
+    output: Tensor  # as the forward returns it
+    h_n: Tensor
+    c_n: Tensor
+    i: Tensor
+    f: Tensor
+    g: Tensor
+    o: Tensor
+    c: Tensor
+    h: Tensor
+    h0: Tensor  # (L, D, B, H_r): initial states, to recompute step 0
+    c0: Tensor  # (L, D, B, H)
+    layer_inputs: list[Tensor]  # per layer, (T, B, I_k): what fed it (after inter-layer dropout)
+    weights: dict[str, Tensor]  # the state_dict it ran with (nn.LSTM names)
+    batched: bool = True
+    engine: str = "stepwise"
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.num_layers
+
+    @property
+    def num_directions(self) -> int:
+        return self.config.num_directions
+
+    @property
+    def seq_len(self) -> int:
+        return self.f.shape[2]
+
+    @property
+    def batch_size(self) -> int:
+        return self.f.shape[3]
+
+    @property
+    def device(self) -> torch.device:
+        return self.f.device
+
+    def get(self, name: str) -> Tensor:
+        """One of f, i, g, o, c, h by name."""
+        if name not in GATES + STATES:
+            raise KeyError(f"unknown quantity {name!r}; expected one of {GATES + STATES}")
+        return getattr(self, name)
+
+    def h_prev(self, layer: int, direction: int, t: int) -> Tensor:
+        """h_{t−1} as seen by step t (h0 at the sequence start; for reverse, the start is t = T−1)."""
+        prev = t + 1 if direction == 1 else t - 1
+        return self.h0[layer, direction] if not 0 <= prev < self.seq_len else self.h[layer, direction, prev]
+
+    def c_prev(self, layer: int, direction: int, t: int) -> Tensor:
+        """c_{t−1} as seen by step t."""
+        prev = t + 1 if direction == 1 else t - 1
+        return self.c0[layer, direction] if not 0 <= prev < self.seq_len else self.c[layer, direction, prev]
+
+    def gate_parts(self, gate: str, layer: int, direction: int, t: int) -> dict[str, Tensor]:
+        """A gate's pre-activation at step t split into W x_t, W h_{t−1} and bias; each (B, H)."""
+        sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+        H = self.config.hidden_size
+        rows = slice(GATE_ORDER.index(gate) * H, (GATE_ORDER.index(gate) + 1) * H)
+        w = self.weights
+        x_t = self.layer_inputs[layer][t]
+        parts = {
+            "input": x_t @ w["weight_ih" + sfx][rows].T,
+            "recurrent": self.h_prev(layer, direction, t) @ w["weight_hh" + sfx][rows].T,
+        }
+        if self.config.bias:
+            bias = w["bias_ih" + sfx][rows] + w["bias_hh" + sfx][rows]
+        else:
+            bias = torch.zeros(H, dtype=x_t.dtype, device=x_t.device)
+        parts["bias"] = bias.expand_as(parts["input"])
+        return parts
+
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        """Gates, states and outputs as numpy arrays (on the CPU), for plotting and export."""
+        names = GATES + STATES + ("output", "h_n", "c_n", "h0", "c0")
+        return {n: getattr(self, n).detach().cpu().numpy() for n in names}
