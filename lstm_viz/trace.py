@@ -40,6 +40,7 @@ class Trace:
     batched: bool = True
     engine: str = "stepwise"
     meta: dict = field(default_factory=dict)
+    _arrays: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def num_layers(self) -> int:
@@ -95,7 +96,13 @@ class Trace:
         parts["bias"] = bias.expand_as(parts["input"])
         return parts
 
+    def array(self, name: str) -> np.ndarray:
+        """`name` as a CPU numpy array, converted once: figures slice it on every step."""
+        if name not in self._arrays:
+            self._arrays[name] = getattr(self, name).detach().cpu().numpy()
+        return self._arrays[name]
+
     def to_numpy(self) -> dict[str, np.ndarray]:
         """Gates, states and outputs as numpy arrays (on the CPU), for plotting and export."""
         names = GATES + STATES + ("output", "h_n", "c_n", "h0", "c0")
-        return {n: getattr(self, n).detach().cpu().numpy() for n in names}
+        return {n: self.array(n) for n in names}

@@ -1,0 +1,246 @@
+"""lstm-viz: step through an LSTM and see every gate and state.   streamlit run app.py
+
+Widgets in, figures out: every number comes from lstm_viz, which this file only wires to the page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, fields
+
+import streamlit as st
+import torch
+
+from lstm_viz import figures, shapes
+from lstm_viz.equations import step_latex, step_terms
+from lstm_viz.inputs import MAX_BATCH, MAX_FEATURES, MAX_STEPS, SIGNAL_KINDS, InputError
+from lstm_viz.pipeline import DATA_SIZED_SOURCES, DTYPES, INPUT_SOURCES, AppConfig, make_sequence, run
+
+PLAY_INTERVAL_S = 0.6
+CUDA_AVAILABLE = torch.cuda.is_available()
+DEFAULT_TYPED = "0.0, 1.0\n0.5, 0.5\n1.0, 0.0\n0.5, -0.5\n0.0, -1.0"
+DEFAULT_TEXT = "hello, lstm"
+VIEW_KEYS = ("timestep", "layer")
+
+
+def init_state_from_url() -> None:
+    """On a session's first run, take settings from the URL so a copied link reopens the same view."""
+    if "_initialised" in st.session_state:
+        return
+    st.session_state["_initialised"] = True
+    config, problems = AppConfig.from_query(dict(st.query_params))
+    for key, value in asdict(config).items():
+        if key in st.query_params or key not in st.session_state:
+            st.session_state[key] = value
+    for key in VIEW_KEYS:
+        if key in st.query_params and st.query_params[key].isdigit():
+            st.session_state[key] = int(st.query_params[key])
+    st.session_state["_url_problems"] = problems
+
+
+def load_classic_preset() -> None:
+    """The PyTorch docs' example: nn.LSTM(10, 20, 2) fed torch.randn(5, 3, 10)."""
+    st.session_state.update({k: v for k, v in shapes.CLASSIC_PRESET.items()}, input_source="random",
+                            timestep=0, layer=0)
+
+
+def sidebar() -> AppConfig:
+    """The Configure panel; returns the settings as plain values."""
+    sb = st.sidebar
+    sb.header("Configure")
+    sb.button("Preset: nn.LSTM(10, 20, 2) on randn(5, 3, 10)", on_click=load_classic_preset,
+              help="The classic example from the PyTorch docs", key="preset_classic")
+    source = sb.selectbox("input source", INPUT_SOURCES, key="input_source",
+                          help="typed, text and file inputs set seq_len, batch and input_size themselves")
+    from_data = source in DATA_SIZED_SOURCES
+    set_by_data = "set by the input data" if from_data else None
+    sb.subheader("Model")
+    sb.number_input("input_size", 1, MAX_FEATURES, key="input_size", disabled=from_data, help=set_by_data)
+    sb.number_input("hidden_size", 1, 2048, key="hidden_size")
+    sb.number_input("num_layers", 1, 8, key="num_layers")
+    sb.number_input("proj_size", 0, 2047, key="proj_size", help="0: no projection; else < hidden_size")
+    sb.checkbox("bidirectional", key="bidirectional")
+    sb.checkbox("bias", key="bias")
+    sb.checkbox("batch_first", key="batch_first", help="feed (batch, seq, features) instead of (seq, batch, …)")
+    sb.subheader("Data")
+    sb.number_input("seq_len", 1, MAX_STEPS, key="seq_len", disabled=from_data, help=set_by_data)
+    sb.number_input("batch_size", 1, MAX_BATCH, key="batch_size", disabled=from_data, help=set_by_data)
+    sb.number_input("seed", 0, 2**31 - 1, key="seed", help="weights and random inputs")
+    sb.subheader("Run")
+    sb.selectbox("device", ["cpu", "cuda"], key="device", disabled=not CUDA_AVAILABLE)
+    if not CUDA_AVAILABLE:
+        sb.caption("CUDA is disabled: torch.cuda.is_available() is False on this server.")
+    sb.selectbox("dtype", list(DTYPES), key="dtype")
+    values = {f.name: st.session_state[f.name] for f in fields(AppConfig)}
+    if values["device"] == "cuda" and not CUDA_AVAILABLE:
+        values["device"] = "cpu"  # e.g. from a link made on a GPU server
+    return AppConfig(**values)
+
+
+def source_params(source: str) -> dict:
+    """The widgets of the chosen input source; returns their values."""
+    if source == "random":
+        return {"distribution": st.radio("distribution", ["normal", "uniform"], key="distribution",
+                                         horizontal=True)}
+    if source == "typed":
+        text = st.text_area("one timestep per line (or ;), values split by commas or spaces; a blank line "
+                            "starts the next batch element", key="typed_text", height=140)
+        return {"text": text}
+    if source == "signal":
+        cols = st.columns(4)
+        return {"kind": cols[0].selectbox("signal", SIGNAL_KINDS, key="signal_kind"),
+                "period": cols[1].number_input("period", 1.0, 10_000.0, key="signal_period"),
+                "amplitude": cols[2].number_input("amplitude", 0.0, 100.0, key="signal_amplitude"),
+                "noise": cols[3].number_input("noise (std)", 0.0, 10.0, key="signal_noise")}
+    if source == "text":
+        return {"text": st.text_input("text: one character per step, one-hot over its characters",
+                                      key="text_input")}
+    upload = st.file_uploader("CSV (rows = steps, columns = features) or .npy (T, F) / (T, B, F)",
+                              type=["csv", "txt", "npy"], key="upload")
+    return {"name": upload.name, "data": upload.getvalue()} if upload else {"data": None}
+
+
+def input_key(config: AppConfig, params: dict) -> str:
+    """Identity of a (config, input): the trace is recomputed only when it changes."""
+    hashable = {k: hashlib.sha1(v).hexdigest() if isinstance(v, bytes) else v for k, v in params.items()}
+    return repr((config, sorted(hashable.items())))
+
+
+def current_run(config: AppConfig, params: dict):
+    """The traced run for these settings; on bad input, an error and the last good run (or None)."""
+    key = input_key(config, params)
+    last = st.session_state.get("_last_good")
+    if last is not None and last[0] == key:
+        return last[1]
+    try:
+        result = run(config, make_sequence(config, params))
+    except (InputError, ValueError, TypeError, RuntimeError) as err:
+        kind = "Input" if isinstance(err, InputError) else "Configuration"
+        st.error(f"{kind} problem: {err}", icon="⚠️")
+        if last is not None:
+            st.info("Showing the last good input and configuration.")
+            return last[1]
+        return None
+    st.session_state["_last_good"] = (key, result)
+    return result
+
+
+def parity_badge(result) -> None:
+    tolerance = 1e-5 if result.trace.output.dtype == torch.float32 else 1e-10
+    diff = result.parity["max"]
+    ok = diff <= tolerance
+    st.badge(f"parity vs torch.nn.LSTM: max |Δ| = {diff:.2e} {'≤' if ok else '>'} {tolerance:.0e}",
+             icon=":material/check_circle:" if ok else ":material/error:", color="green" if ok else "red")
+    st.caption(" · ".join(f"{k} {v:.1e}" for k, v in result.parity.items() if k != "max")
+               + f" · engine: {result.trace.engine} · input: {result.seq.source}")
+
+
+def step_controls(seq_len: int, num_layers: int, bidirectional: bool) -> tuple[int, int, int]:
+    """Timestep slider, previous/next, play/pause, layer and direction; returns (t, layer, direction)."""
+    st.session_state["timestep"] = min(st.session_state.get("timestep", 0), seq_len - 1)
+    st.session_state["layer"] = min(st.session_state.get("layer", 0), num_layers - 1)
+    if st.session_state.get("playing"):
+        st.session_state["timestep"] = (st.session_state["timestep"] + 1) % seq_len
+
+    def shift(delta: int) -> None:
+        st.session_state["timestep"] = (st.session_state["timestep"] + delta) % seq_len
+
+    def toggle_play() -> None:
+        st.session_state["playing"] = not st.session_state.get("playing", False)
+
+    cols = st.columns([1, 1, 1, 6, 2, 2])
+    cols[0].button("◀", key="prev", on_click=shift, args=(-1,), help="previous step")
+    cols[1].button("▶", key="next", on_click=shift, args=(1,), help="next step")
+    cols[2].button("⏸" if st.session_state.get("playing") else "⏵ play", key="play", on_click=toggle_play)
+    if seq_len > 1:
+        t = cols[3].slider("timestep t", 0, seq_len - 1, key="timestep")
+    else:
+        t = 0
+        cols[3].caption("timestep t = 0 (a single step)")
+    layer = cols[4].selectbox("layer", list(range(num_layers)), key="layer")
+    direction = 0
+    if bidirectional:
+        direction = cols[5].selectbox("direction", [0, 1], key="direction",
+                                      format_func=lambda d: "reverse" if d else "forward")
+    st.query_params.update({"timestep": str(t), "layer": str(layer)})
+    return t, layer, direction
+
+
+def step_view(result, config: AppConfig) -> None:
+    """Everything that depends on the timestep; reruns alone when only the step changes."""
+    trace, seq = result.trace, result.seq
+    t, layer, direction = step_controls(trace.seq_len, trace.num_layers, trace.num_directions == 2)
+    label = f" (“{seq.labels[t]}”)" if seq.vocab is not None else ""
+    lstm_config = result.model.config
+    st.markdown(f"**t = {t}**{label} · x_t = `{shapes.slice_expression(lstm_config, t)}` of shape "
+                f"`{tuple(result.x.shape)}` → x_t is `{(trace.batch_size, lstm_config.input_size)}` "
+                f"(batch, features)")
+    gates_tab, equation_tab, shapes_tab = st.tabs(["Gates and states", "Equation at t", "Shapes"])
+    with gates_tab:
+        unit = st.session_state.get("unit")
+        for row in (("f", "i", "o"), ("g", "c", "h")):
+            for col, name in zip(st.columns(3), row, strict=True):
+                col.plotly_chart(figures.step_heatmap(trace, name, t, layer, direction, unit),
+                                 key=f"step_{name}", config={"displaylogo": False})
+        batch = st.number_input("batch element for the over-time view", 0, trace.batch_size - 1,
+                                key="batch_index")
+        st.plotly_chart(figures.over_time_figure(trace, t, layer, direction, batch, time_labels=seq.labels),
+                        key="over_time", config={"displaylogo": False})
+    with equation_tab:
+        equation_panel(trace, t, layer, direction)
+    with shapes_tab:
+        shapes_panel(result, config, layer)
+
+
+def equation_panel(trace, t: int, layer: int, direction: int) -> None:
+    cols = st.columns(2)
+    unit = cols[0].number_input("unit", 0, trace.config.hidden_size - 1, key="unit")
+    batch = cols[1].number_input("batch element", 0, trace.batch_size - 1, key="equation_batch")
+    terms = step_terms(trace, layer, direction, t, unit, batch)
+    st.caption("Each gate's pre-activation split into its input part W x_t, its recurrent part W h_{t−1} and "
+               "its bias, with the live numbers of this step.")
+    for line in step_latex(terms, t, unit, projected=bool(trace.config.proj_size)):
+        st.latex(line)
+
+
+def shapes_panel(result, config: AppConfig, layer: int) -> None:
+    lstm_config, trace = result.model.config, result.trace
+    if all(getattr(config, k) == v for k, v in shapes.CLASSIC_PRESET.items()):
+        st.info(shapes.CLASSIC_EXPLANATION)
+    st.markdown(f"`{shapes.constructor_call(lstm_config)}` · {shapes.parameter_count(lstm_config):,} parameters")
+    st.markdown("**Input and outputs**")
+    st.table(shape_rows(shapes.io_shapes(lstm_config, trace.seq_len, trace.batch_size)))
+    st.markdown(f"**One step of layer {layer}**")
+    st.table(shape_rows(shapes.step_shapes(lstm_config, trace.batch_size, layer)))
+    st.markdown("**Weights** (rows of the 4·hidden_size axis are the gates i, f, g, o)")
+    st.table(shape_rows(shapes.weight_shapes(lstm_config)))
+
+
+def shape_rows(rows) -> list[dict]:
+    return [{"tensor": r.name, "shape": r.shape_text, "axes": r.axes_text, "note": r.note} for r in rows]
+
+
+def main() -> None:
+    st.set_page_config(page_title="lstm-viz", page_icon="🔬", layout="wide")
+    init_state_from_url()
+    for problem in st.session_state.pop("_url_problems", []):
+        st.warning(problem)
+    st.session_state.setdefault("typed_text", DEFAULT_TYPED)
+    st.session_state.setdefault("text_input", DEFAULT_TEXT)
+    st.session_state.setdefault("signal_period", 16.0)
+    st.session_state.setdefault("signal_amplitude", 1.0)
+    st.session_state.setdefault("signal_noise", 0.0)
+    config = sidebar()
+    st.title("lstm-viz: inside an LSTM")
+    with st.expander(f"Input: {config.input_source}", expanded=config.input_source != "random"):
+        params = source_params(config.input_source)
+    result = current_run(config, params)
+    if result is None:
+        return
+    st.query_params.from_dict(config.to_query() | {k: str(st.session_state.get(k, 0)) for k in VIEW_KEYS})
+    parity_badge(result)
+    interval = PLAY_INTERVAL_S if st.session_state.get("playing") else None
+    st.fragment(run_every=interval)(step_view)(result, config)
+
+
+main()

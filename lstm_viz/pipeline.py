@@ -1,0 +1,146 @@
+"""From the app's settings to a traced run: model, input tensor, trace and a parity check. No streamlit."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+
+from .config import LSTMConfig
+from . import inputs
+from .inputs import SequenceInput, check_input_size
+from .model import InstrumentedLSTM
+from .trace import Trace
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+INPUT_SOURCES = ("random", "typed", "signal", "text", "file")
+DATA_SIZED_SOURCES = ("typed", "text", "file")  # these set seq_len, batch and input_size from the data
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Every setting of the app's sidebar; also what the URL carries."""
+
+    input_size: int = 4
+    hidden_size: int = 8
+    num_layers: int = 1
+    seq_len: int = 12
+    batch_size: int = 2
+    bidirectional: bool = False
+    proj_size: int = 0
+    batch_first: bool = False
+    bias: bool = True
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    input_source: str = "random"
+
+    def lstm_config(self, input_size: int | None = None) -> LSTMConfig:
+        """The LSTM's config; raises nn.LSTM's errors (e.g. proj_size ≥ hidden_size)."""
+        return LSTMConfig(input_size or self.input_size, self.hidden_size, self.num_layers, self.bias,
+                          self.batch_first, 0.0, self.bidirectional, self.proj_size)
+
+    def to_query(self) -> dict[str, str]:
+        """Settings that differ from the defaults, as URL query parameters."""
+        default = AppConfig()
+        return {k: _to_text(v) for k, v in asdict(self).items() if getattr(default, k) != v}
+
+    @classmethod
+    def from_query(cls, params: dict[str, str]) -> tuple[AppConfig, list[str]]:
+        """Settings from URL parameters; unknown or malformed ones are skipped and reported."""
+        values, problems = {}, []
+        types = {f.name: type(getattr(cls(), f.name)) for f in fields(cls)}
+        for key, text in params.items():
+            if key not in types:
+                continue  # other parameters (timestep, layer) belong to the view, not the config
+            try:
+                values[key] = _from_text(text, types[key])
+            except ValueError:
+                problems.append(f"URL parameter {key}={text!r} is not a valid {types[key].__name__}; ignored")
+        config = replace(cls(), **values)
+        if config.dtype not in DTYPES:
+            problems.append(f"URL parameter dtype={config.dtype!r} is not one of {list(DTYPES)}; ignored")
+            config = replace(config, dtype="float32")
+        if config.input_source not in INPUT_SOURCES:
+            problems.append(f"URL parameter input_source={config.input_source!r} is unknown; ignored")
+            config = replace(config, input_source="random")
+        return config, problems
+
+
+def _to_text(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _from_text(text: str, kind: type):
+    if kind is bool:
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(text)
+        return text.lower() in ("true", "1")
+    return kind(text)
+
+
+def make_sequence(config: AppConfig, params: dict) -> SequenceInput:
+    """The input for `config.input_source`, from that source's own parameters (raises InputError)."""
+    source = config.input_source
+    if source == "random":
+        return inputs.random_tensor(config.seq_len, config.batch_size, config.input_size, seed=config.seed,
+                                    distribution=params.get("distribution", "normal"))
+    if source == "signal":
+        return inputs.signal(params.get("kind", "sine"), config.seq_len, batch_size=config.batch_size,
+                             input_size=config.input_size, period=params.get("period", 16.0),
+                             amplitude=params.get("amplitude", 1.0), noise=params.get("noise", 0.0),
+                             seed=config.seed)
+    if source == "typed":
+        return inputs.parse_typed(params.get("text", ""))
+    if source == "text":
+        return inputs.text_to_onehot(params.get("text", ""))
+    if source == "file":
+        if params.get("data") is None:
+            raise inputs.InputError("no file yet: upload a .csv or .npy file")
+        return inputs.load_file(params["name"], params["data"])
+    raise inputs.InputError(f"unknown input source {source!r}: choose one of {', '.join(INPUT_SOURCES)}")
+
+
+def make_model(lstm_config: LSTMConfig, seed: int, device: str, dtype: str) -> InstrumentedLSTM:
+    """nn.LSTM's default init drawn from `seed` on the CPU (same weights on any device), global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = InstrumentedLSTM(**lstm_config.to_dict(), dtype=DTYPES[dtype])
+    return model.to(device).eval()
+
+
+def model_input(seq: SequenceInput, lstm_config: LSTMConfig, device: str, dtype: str) -> torch.Tensor:
+    """The tensor nn.LSTM would be fed: (seq, batch, features), or (batch, seq, features) under batch_first."""
+    check_input_size(seq, lstm_config.input_size)
+    x = seq.x.to(device=device, dtype=DTYPES[dtype])
+    return x.transpose(0, 1) if lstm_config.batch_first else x
+
+
+@dataclass
+class Run:
+    """One traced run, and how far it is from torch.nn.LSTM with the same weights."""
+
+    model: InstrumentedLSTM
+    x: torch.Tensor
+    seq: SequenceInput
+    trace: Trace
+    parity: dict[str, float]
+
+
+def parity_against_torch(model: InstrumentedLSTM, x: torch.Tensor, trace: Trace) -> dict[str, float]:
+    """Max abs difference of output, h_n and c_n between the trace and torch.nn.LSTM's forward."""
+    with torch.no_grad():
+        output, (h_n, c_n) = model.to_torch()(x)
+    diffs = {name: (getattr(trace, name) - want).abs().max().item()
+             for name, want in (("output", output), ("h_n", h_n), ("c_n", c_n))}
+    diffs["max"] = max(diffs.values())
+    return diffs
+
+
+def run(config: AppConfig, seq: SequenceInput) -> Run:
+    """Build the model for `config`, feed it `seq`, trace it and check it against nn.LSTM."""
+    lstm_config = config.lstm_config(seq.input_size if config.input_source in DATA_SIZED_SOURCES else None)
+    model = make_model(lstm_config, config.seed, config.device, config.dtype)
+    x = model_input(seq, lstm_config, config.device, config.dtype)
+    trace = model.trace(x)
+    return Run(model, x, seq, trace, parity_against_torch(model, x, trace))

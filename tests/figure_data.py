@@ -1,0 +1,35 @@
+"""Read figures back as data: Plotly JSON specs (from AppTest or to_json) into numpy arrays."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+
+
+def decode_array(value) -> np.ndarray:
+    """A Plotly array: a plain list, or Plotly 6+'s typed array {"dtype", "bdata", "shape"}."""
+    if isinstance(value, dict) and "bdata" in value:
+        array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        if "shape" in value:
+            array = array.reshape([int(s) for s in str(value["shape"]).split(",")])
+        return array
+    return np.asarray(value)
+
+
+def spec_of(element) -> dict:
+    """The figure JSON of an AppTest plotly_chart element (Streamlit 1.67: proto.spec)."""
+    proto = element.proto
+    return json.loads(proto.spec if proto.spec else proto.figure.spec)
+
+
+def chart(at, key: str) -> dict:
+    """The figure spec of the plotly_chart whose user key is `key`."""
+    matches = [spec_of(c) for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
+    assert len(matches) == 1, f"expected one chart with key {key!r}, found {len(matches)}"
+    return matches[0]
+
+
+def heatmap_z(spec: dict, index: int = 0) -> np.ndarray:
+    return decode_array(spec["data"][index]["z"])

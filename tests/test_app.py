@@ -1,0 +1,186 @@
+"""The app, driven through Streamlit's AppTest: widgets by key, figures decoded and checked against lstm_viz."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from figure_data import chart, heatmap_z
+from streamlit.testing.v1 import AppTest
+
+from lstm_viz.figures import DISPLAY_ORDER
+from lstm_viz.inputs import random_tensor
+from lstm_viz.pipeline import AppConfig, make_model
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+pytestmark = pytest.mark.app
+
+
+def start(**state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def reference_trace(config: AppConfig):
+    """The trace computed directly with lstm_viz for the app's default random input."""
+    model = make_model(config.lstm_config(), config.seed, "cpu", config.dtype)
+    x = random_tensor(config.seq_len, config.batch_size, config.input_size, seed=config.seed).x
+    return model.trace(x.transpose(0, 1) if config.batch_first else x)
+
+
+@pytest.fixture(scope="module")
+def app() -> AppTest:
+    return start()
+
+
+def test_defaults_run_and_draw_six_quantities(app):
+    assert_clean(app)
+    assert not app.error
+    titles = [chart(app, f"step_{q}")["layout"]["title"]["text"] for q in DISPLAY_ORDER]
+    for words, title in zip(("forget gate f", "input gate i", "output gate o", "candidate g", "cell state C",
+                             "hidden state h"), titles, strict=True):
+        assert title.replace("<sub>", "").startswith(words)
+
+
+CHANGES = [
+    ("input_size", "number_input", 3), ("hidden_size", "number_input", 5), ("num_layers", "number_input", 3),
+    ("seq_len", "number_input", 9), ("batch_size", "number_input", 4), ("proj_size", "number_input", 3),
+    ("seed", "number_input", 11), ("bidirectional", "checkbox", True), ("batch_first", "checkbox", True),
+    ("bias", "checkbox", False), ("dtype", "selectbox", "float64"), ("input_source", "selectbox", "typed"),
+    ("input_source", "selectbox", "signal"), ("input_source", "selectbox", "text"),
+    ("input_source", "selectbox", "file"),
+]
+
+
+@pytest.mark.parametrize("key,kind,value", CHANGES, ids=[f"{k}={v}" for k, _, v in CHANGES])
+def test_each_config_widget_runs(app, key, kind, value):
+    at = start()
+    getattr(at, kind)(key=key).set_value(value).run()
+    assert_clean(at)
+    assert at.session_state[key] == value
+    if value != "file":  # the file source waits for an upload and says so
+        assert not at.error, [e.value for e in at.error]
+        assert len(at.get("plotly_chart")) == 7
+
+
+def test_device_widget_is_disabled_without_cuda(app):
+    device = app.selectbox(key="device")
+    assert device.disabled == (not torch.cuda.is_available())
+
+
+def test_sizes_reach_the_figures():
+    at = start()
+    at.number_input(key="hidden_size").set_value(5)
+    at.number_input(key="seq_len").set_value(7).run()
+    assert_clean(at)
+    for q in DISPLAY_ORDER:
+        z = heatmap_z(chart(at, f"step_{q}"))
+        assert z.shape == (2, 5)  # batch × units
+    over_time = chart(at, "over_time")
+    for k in range(6):
+        assert heatmap_z(over_time, k).shape == (5, 7)  # units × time
+
+
+def test_timestep_slices_the_trace():
+    at = start()
+    config = AppConfig()
+    trace = reference_trace(config)
+    seen = []
+    for t in (0, 5, config.seq_len - 1):
+        at.slider(key="timestep").set_value(t).run()
+        assert_clean(at)
+        for q in DISPLAY_ORDER:
+            z = heatmap_z(chart(at, f"step_{q}"))
+            np.testing.assert_allclose(z, trace.get(q)[0, 0, t].numpy(), rtol=0, atol=1e-6)
+        seen.append(heatmap_z(chart(at, "step_c")).copy())
+    assert not np.allclose(seen[0], seen[1])  # the data really changes with t
+
+
+def test_next_and_previous_buttons_step():
+    at = start()
+    at.button(key="next").click().run()
+    assert at.slider(key="timestep").value == 1
+    at.button(key="prev").click().run()
+    at.button(key="prev").click().run()
+    assert at.slider(key="timestep").value == AppConfig().seq_len - 1  # wraps around
+    assert_clean(at)
+
+
+@pytest.mark.parametrize("garbage,fragment", [
+    ("1, 2\n3, abc", "line 2"),
+    ("1, 2\n3, 4, 5", "line 2"),
+    ("", "empty"),
+    ("nan, 1", "NaN"),
+])
+def test_typed_garbage_shows_an_error_and_keeps_the_last_good_input(garbage, fragment):
+    at = start(input_source="typed")
+    assert not at.error
+    good = heatmap_z(chart(at, "step_f"))
+    at.text_area(key="typed_text").set_value(garbage).run()
+    assert_clean(at)
+    assert at.error and fragment in at.error[0].value
+    np.testing.assert_array_equal(heatmap_z(chart(at, "step_f")), good)  # last good state kept
+
+
+def test_impossible_config_is_an_error_not_a_crash():
+    at = start()
+    at.number_input(key="proj_size").set_value(8).run()  # = hidden_size
+    assert_clean(at)
+    assert at.error and "proj_size has to be smaller than hidden_size" in at.error[0].value
+    assert len(at.get("plotly_chart")) == 7
+
+
+def test_parity_badge_within_tolerance(app):
+    badge = [m.value for m in app.markdown if "parity vs torch.nn.LSTM" in m.value]
+    assert len(badge) == 1
+    value = float(badge[0].split("max |Δ| = ")[1].split()[0])
+    assert value <= 1e-5 and "green" in badge[0]
+
+
+def test_classic_preset_and_shapes_tables():
+    at = start()
+    at.button(key="preset_classic").click().run()
+    assert_clean(at)
+    tables = [t.value for t in at.table]
+    io = tables[0].set_index("tensor")
+    assert io.loc["input", "shape"] == "(5, 3, 10)" and io.loc["input", "axes"].startswith("(seq, batch")
+    assert io.loc["output", "shape"] == "(5, 3, 20)"
+    assert io.loc["h_n", "shape"] == io.loc["c_n", "shape"] == "(2, 3, 20)"
+    assert any("first axis is the **sequence**" in m.value for m in at.info)
+    at.checkbox(key="batch_first").check().run()
+    io = at.table[0].value.set_index("tensor")
+    assert io.loc["input", "shape"] == "(3, 5, 10)" and io.loc["input", "axes"].startswith("(batch, seq")
+    assert io.loc["h_n", "shape"] == "(2, 3, 20)"  # h_n is never batch-first
+
+
+def test_equation_panel_numbers_match_the_trace():
+    at = start(timestep=4)
+    at.number_input(key="unit").set_value(3).run()
+    trace = reference_trace(AppConfig())
+    latex = [e.value.strip("$\n") for e in at.get("latex")]
+    assert len(latex) == 6
+    f = trace.f[0, 0, 4, 0, 3].item()
+    c = trace.c[0, 0, 4, 0, 3].item()
+    assert latex[0].startswith("f_{t}[3]") and latex[0].endswith(f"{f:.4f}")
+    assert f"{c:.4f}" in latex[4]
+
+
+def test_url_round_trip():
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"hidden_size": "6", "seq_len": "9", "bidirectional": "true", "timestep": "4",
+                            "layer": "0", "num_layers": "oops"})
+    at.run()
+    assert_clean(at)
+    assert at.number_input(key="hidden_size").value == 6 and at.checkbox(key="bidirectional").value
+    assert at.slider(key="timestep").value == 4
+    assert any("num_layers" in w.value for w in at.warning)
+    at.number_input(key="hidden_size").set_value(7).run()
+    assert at.query_params["hidden_size"] == ["7"] or at.query_params["hidden_size"] == "7"
