@@ -15,6 +15,8 @@ import plotly.graph_objects as go
 from .trace import Trace
 
 GATE_SCALE = "Viridis"
+# Values one over-time figure may carry (float32 on the wire: ~4/3 × 4 bytes each, base64): ~1.3 MB.
+OVER_TIME_MAX_VALUES = 200_000
 DIVERGING_SCALE = "RdBu_r"
 
 
@@ -78,35 +80,50 @@ def step_heatmap(trace: Trace, name: str, t: int, layer: int = 0, direction: int
     return go.Figure(dict(data=[heat], layout=layout))
 
 
+def time_window(seq_len: int, t: int, columns_budget: int) -> tuple[int, int]:
+    """[start, stop) of at most `columns_budget` steps around t: the whole sequence when it fits."""
+    width = max(1, min(seq_len, columns_budget))
+    start = min(max(0, t - width // 2), seq_len - width)
+    return start, start + width
+
+
 def over_time_figure(trace: Trace, t: int, layer: int = 0, direction: int = 0, batch: int = 0,
-                     quantities=DISPLAY_ORDER, time_labels: list[str] | None = None) -> go.Figure:
-    """Each quantity as units × time, stacked with a shared time axis and a box marking step t."""
+                     quantities=DISPLAY_ORDER, time_labels: list[str] | None = None,
+                     max_values: int = OVER_TIME_MAX_VALUES) -> go.Figure:
+    """Each quantity as units × time, stacked with a shared time axis and a box marking step t.
+
+    Long sequences show a window of steps around t, sized so the figure stays under `max_values`.
+    """
     n, gap = len(quantities), 0.035
+    units = trace.config.hidden_size
+    start, stop = time_window(trace.seq_len, t, max_values // (n * units))
     height = (1 - gap * (n - 1)) / n
     data, layout = [], {}
     for k, name in enumerate(quantities):
         q = QUANTITIES[name]
-        z = trace.array(name)[layer, direction, :, batch, :].T  # (units, T)
+        z = trace.array(name)[layer, direction, start:stop, batch, :].T  # (units, window)
         top = 1 - k * (height + gap)
         axis = "" if k == 0 else str(k + 1)
         hover = f"{q.words} {name}<br>t=%{{x}}<br>batch {batch}<br>unit %{{y}}<br>value %{{z:.4f}}<extra></extra>"
         data.append(_heatmap(z, colour_range(trace, name, layer, direction), hover,
                              colorbar={"y": top - height / 2, "len": height, "yanchor": "middle"},
-                             x=np.arange(z.shape[1]), y=np.arange(z.shape[0]), xaxis="x", yaxis=f"y{axis}"))
+                             x=np.arange(start, stop), y=np.arange(z.shape[0]), xaxis="x", yaxis=f"y{axis}"))
         layout[f"yaxis{axis}"] = {"domain": [top - height, top], "title": {"text": f"{name}: unit"},
                                   "anchor": "x"}
         layout.setdefault("annotations", []).append(
             dict(text=q.title, x=0, y=top, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
                  showarrow=False, font={"size": 12}))
     seq_len = trace.seq_len
-    xaxis = {"title": {"text": "time step t"}, "anchor": f"y{n if n > 1 else ''}", "range": [-0.5, seq_len - 0.5]}
-    if time_labels is not None and seq_len <= 64:
-        xaxis |= {"tickvals": list(range(seq_len)), "ticktext": list(time_labels)}
+    xaxis = {"title": {"text": "time step t"}, "anchor": f"y{n if n > 1 else ''}", "range": [start - 0.5, stop - 0.5]}
+    if time_labels is not None and stop - start <= 64:
+        xaxis |= {"tickvals": list(range(start, stop)), "ticktext": list(time_labels[start:stop])}
+    window = "" if stop - start == seq_len else f" · steps {start}–{stop - 1} of {seq_len} (a window around t)"
     layout |= dict(
         xaxis=xaxis,
         shapes=[_column_box(t, yref="paper", y0=0, y1=1, xref="x")],
         height=140 * n + 60, margin=dict(l=60, r=10, t=30, b=40),
-        title={"text": f"over time · layer {layer}" + (" (reverse)" if direction else "") + f" · batch {batch}",
+        title={"text": f"over time · layer {layer}" + (" (reverse)" if direction else "") + f" · batch {batch}"
+                + window,
                "font": {"size": 14}},
     )
     return go.Figure(dict(data=data, layout=layout))

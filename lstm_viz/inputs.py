@@ -42,13 +42,10 @@ class SequenceInput:
     source: str
     vocab: tuple[str, ...] | None = None
 
-    def __post_init__(self):
-        if self.x.dim() != 3:
-            raise InputError(f"x must be (seq_len, batch, input_size), got shape {tuple(self.x.shape)}")
-        if len(self.labels) != self.x.shape[0]:
-            raise InputError(f"{len(self.labels)} labels for {self.x.shape[0]} timesteps")
-        if self.vocab is not None and len(self.vocab) != self.x.shape[2]:
-            raise InputError(f"vocab has {len(self.vocab)} entries for {self.x.shape[2]} features")
+    def __post_init__(self):  # a mismatch fails here, where it is made, rather than later in a figure
+        shape, n_vocab = tuple(self.x.shape), None if self.vocab is None else len(self.vocab)
+        if len(shape) != 3 or len(self.labels) != shape[0] or n_vocab not in (None, shape[2]):
+            raise InputError(f"inconsistent input: x {shape}, {len(self.labels)} labels, vocab of {n_vocab}")
 
     @property
     def seq_len(self) -> int:
@@ -92,9 +89,7 @@ def _check_sizes(seq_len, batch_size, input_size) -> None:
         if n > limit:
             raise InputError(f"{too.format(n)}, the limit is {limit}")
     if seq_len * batch_size * input_size > MAX_VALUES:
-        raise InputError(
-            f"too large: {seq_len} × {batch_size} × {input_size} values, the limit is {MAX_VALUES}"
-        )
+        raise InputError(f"too large: {seq_len}×{batch_size}×{input_size} values, the limit is {MAX_VALUES}")
 
 
 def _check_real(name: str, value, *, minimum: float | None = None, strict: bool = False) -> float:
@@ -115,18 +110,18 @@ def _generator(seed) -> torch.Generator:
         raise InputError(f"seed {seed} is out of range: {e}") from e
 
 
-def _number(token: str, where: str, limit: float) -> float:
-    """One value the user wrote; `where` (e.g. "line 2, value 1") starts any error message."""
+def _number(token: str, limit: float, where: str, i: int) -> float:
+    """Value i the user wrote; f"{where} {i}" (e.g. "line 2, value 1") starts any error message."""
+    if _NUMBER.fullmatch(token):
+        value = float(token)
+        if abs(value) <= limit:  # float("1e999") is inf, and 1e39 overflows float32
+            return value
+        raise InputError(f'{where} {i}: "{_clip(token)}" is too large, the limit is {limit:.4g}')
     if not token:
-        raise InputError(f"{where}: empty value (two separators in a row?)")
+        raise InputError(f"{where} {i}: empty value (two separators in a row?)")
     if _NONFINITE.fullmatch(token):
-        raise InputError(f'{where}: NaN/Inf is not allowed ("{_clip(token)}")')
-    if not _NUMBER.fullmatch(token):
-        raise InputError(f'{where}: "{_clip(token)}" is not a number')
-    value = float(token)
-    if not abs(value) <= limit:  # float("1e999") is inf, and 1e39 overflows float32
-        raise InputError(f'{where}: "{_clip(token)}" is too large, the limit is {limit:.4g}')
-    return value
+        raise InputError(f'{where} {i}: NaN/Inf is not allowed ("{_clip(token)}")')
+    raise InputError(f'{where} {i}: "{_clip(token)}" is not a number')
 
 
 def random_tensor(seq_len, batch_size, input_size, *, seed=0, distribution="normal",
@@ -143,11 +138,6 @@ def random_tensor(seq_len, batch_size, input_size, *, seed=0, distribution="norm
     else:
         raise InputError(f'unknown distribution "{distribution}": choose "normal" or "uniform"')
     return SequenceInput(x.to(dtype), _time_labels(seq_len), f"random {distribution}, seed {seed}")
-
-
-def _split_values(step: str) -> list[str]:
-    # A trailing comma ("1, 2,") is a habit, not an extra empty value.
-    return _VALUE_SEP.split(step.strip().rstrip(",").strip())
 
 
 def parse_typed(text: str, input_size: int | None = None, *, dtype=torch.float32) -> SequenceInput:
@@ -167,7 +157,6 @@ def parse_typed(text: str, input_size: int | None = None, *, dtype=torch.float32
     blocks = [b for b in blocks if b]
     if not blocks:
         raise InputError("empty input: type at least one timestep")
-    _check_sizes(1, len(blocks), 1)
     width, why = input_size, f"input_size {input_size}"
     batch: list[list[list[float]]] = []
     for block in blocks:
@@ -178,14 +167,14 @@ def parse_typed(text: str, input_size: int | None = None, *, dtype=torch.float32
             parts = [p for p in line.split(";") if p.strip()]
             for s, part in enumerate(parts, 1):
                 where = f"line {n}" if len(parts) == 1 else f"line {n}, step {s}"
-                values = _split_values(part)
+                values = _VALUE_SEP.split(part.strip().rstrip(",").strip())  # "1, 2," has two values
                 if width is None:
                     width, why = len(values), f"as in the first step, line {n}"
-                    _check_sizes(1, 1, width)
                 if len(values) != width and not scalars:
                     expected = _plural(width, "value")
                     raise InputError(f"{where}: expected {expected} ({why}), found {len(values)}")
-                row = [_number(v, f"{where}, value {i}", limit) for i, v in enumerate(values, 1)]
+                label = f"{where}, value"
+                row = [_number(v, limit, label, i) for i, v in enumerate(values, 1)]
                 steps.extend([[v] for v in row] if scalars else [row])
         _check_sizes(len(steps), 1, 1)
         batch.append(steps)
@@ -195,8 +184,8 @@ def parse_typed(text: str, input_size: int | None = None, *, dtype=torch.float32
                 f"batch element {b} has {len(steps)} steps, element 1 has {len(batch[0])}"
                 f" (element {b} starts on line {blocks[b - 1][0][0]}); every element needs the same length"
             )
-    seq_len, n_batch, n_feat = len(batch[0]), len(batch), len(batch[0][0])
-    _check_sizes(seq_len, n_batch, n_feat)
+    seq_len, n_batch = len(batch[0]), len(batch)
+    _check_sizes(seq_len, n_batch, width)
     # (B, T, F) as typed -> time-major (T, B, F)
     x = torch.tensor(batch, dtype=torch.float64).transpose(0, 1).to(dtype).contiguous()
     source = f"typed, {_plural(seq_len, 'step')}" + (f" × {n_batch} batch elements" if n_batch > 1 else "")
@@ -218,21 +207,18 @@ def signal(kind, seq_len, *, batch_size=1, input_size=1, period=16.0, amplitude=
     amplitude, phase = _check_real("amplitude", amplitude), _check_real("phase", phase)
     noise = _check_real("noise", noise, minimum=0)
     gen, shape = _generator(seed), (seq_len, batch_size, input_size)
-
-    def cycles(t: torch.Tensor) -> torch.Tensor:  # position in periods, for every (t, b, k)
-        offset = torch.arange(batch_size * input_size, dtype=torch.float64).reshape(1, batch_size, input_size)
-        return t[:, None, None] / period + phase / (2 * math.pi) + offset / (batch_size * input_size)
-
-    t = torch.arange(seq_len, dtype=torch.float64)
-    u = cycles(t)
+    row = torch.arange(batch_size * input_size, dtype=torch.float64).reshape(1, batch_size, input_size)
+    shift = phase / (2 * math.pi) + row / (batch_size * input_size)  # (1, B, F), in periods
+    t = torch.arange(seq_len, dtype=torch.float64)[:, None, None]  # (T, 1, 1)
+    u = t / period + shift  # position in periods
     if kind == "sine":
         y = torch.sin(2 * math.pi * u)
     elif kind == "square":
         y = torch.where(u % 1 < 0.5, 1.0, -1.0)
     elif kind == "sawtooth":
         y = 2 * (u % 1) - 1
-    elif kind == "impulse":  # a period boundary falls in (t-1, t]; computing u(t-1) the same way avoids drift
-        y = (torch.floor(u) != torch.floor(cycles(t - 1))).double()
+    elif kind == "impulse":  # a period boundary lies in (t-1, t]; u(t-1) computed alike, so no rounding drift
+        y = (torch.floor(u) != torch.floor((t - 1) / period + shift)).double()
     elif kind == "step":
         y = (u >= 1).double()
     else:
@@ -254,8 +240,8 @@ def text_to_onehot(text: str, vocab: str | Sequence[str] | None = None, *,
     if not text:
         raise InputError("empty input: type at least one character")
     chars = sorted(set(text)) if vocab is None else list(vocab)
-    bad = next((c for c in chars if not isinstance(c, str) or len(c) != 1), None)
-    if bad is not None or not chars or len(set(chars)) != len(chars):
+    single = all(isinstance(c, str) and len(c) == 1 for c in chars)
+    if not (chars and single and len(set(chars)) == len(chars)):
         raise InputError(f"vocab must be distinct single characters, got {_clip(repr(vocab), 60)}")
     _check_sizes(len(text), 1, len(chars))
     index = {ch: i for i, ch in enumerate(chars)}
@@ -305,6 +291,7 @@ def from_csv(data: bytes | str, *, dtype=torch.float32) -> SequenceInput:
         lines = lines[1:]
         if not lines:
             raise InputError("no data rows after the header")
+    _check_sizes(len(lines), 1, 1)  # a row per line: refuse a huge file before parsing it
     rows: list[list[float]] = []
     for n, line in lines:
         row = cells(line)
@@ -312,8 +299,9 @@ def from_csv(data: bytes | str, *, dtype=torch.float32) -> SequenceInput:
             width, why = len(row), f"as in row {n}"
         if len(row) != width:
             raise InputError(f"row {n}: expected {_plural(width, 'column')} ({why}), found {len(row)}")
-        _check_sizes(len(rows) + 1, 1, width)
-        rows.append([_number(c, f"row {n}, column {j}", limit) for j, c in enumerate(row, start=1)])
+        label = f"row {n}, column"
+        rows.append([_number(c, limit, label, j) for j, c in enumerate(row, start=1)])
+    _check_sizes(len(rows), 1, width)
     x = torch.tensor(rows, dtype=torch.float64).to(dtype).unsqueeze(1)  # (T, 1, F)
     source = f"CSV, {len(rows)} rows × {_plural(width, 'column')}" + (", header skipped" if header else "")
     return SequenceInput(x, _time_labels(len(rows)), source)
@@ -333,7 +321,7 @@ def from_npy(data: bytes, *, dtype=torch.float32) -> SequenceInput:
         # Format 3.0 differs from 2.0 only in the header's text encoding.
         read = npy_format.read_array_header_1_0 if major == 1 else npy_format.read_array_header_2_0
         shape, _, np_dtype = read(fp)
-    except (ValueError, EOFError) as e:
+    except Exception as e:  # numpy's header parser raises ValueError, SyntaxError, tokenize errors, ...
         raise InputError(f"broken .npy header: {e}") from e
     if np_dtype.hasobject:
         raise InputError("object arrays (pickled Python objects) are not supported: save a numeric array")
@@ -344,14 +332,14 @@ def from_npy(data: bytes, *, dtype=torch.float32) -> SequenceInput:
                          "save (T,), (T, features) or (T, batch, features)")
     if 0 in shape:
         raise InputError(f"empty array (shape {shape})")
-    full = {1: (shape[0], 1, 1), 2: (shape[0], 1, shape[1]), 3: shape}[len(shape)]
+    full = shape[:1] + (1,) * (3 - len(shape)) + shape[1:]  # (T, B, F) with B, F filled in as 1
     _check_sizes(*full)
     need, have = math.prod(shape) * np_dtype.itemsize, len(data) - fp.tell()
     if have < need:
         raise InputError(f"truncated .npy file: shape {shape} needs {need} bytes of data, found {have}")
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
+    except Exception as e:  # the header was valid, so this is unexpected; still the user's file, not our bug
         raise InputError(f"could not read the .npy file: {e}") from e
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
@@ -380,6 +368,3 @@ def check_input_size(seq: SequenceInput, input_size: int) -> None:
         raise InputError(
             f"input has {_plural(seq.input_size, 'feature')} per step but input_size is {input_size}"
         )
-
-
-fit_to_input_size = check_input_size  # the name in the first sketch of the API

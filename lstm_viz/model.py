@@ -14,36 +14,24 @@ direction d, with rows of the (4H, ·) weights in PyTorch's order i, f, g, o:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import LSTMConfig
+from .engines import DirectionWeights, fused_layer
 from .trace import Trace
 
 QUANTITIES = ("i", "f", "g", "o", "c", "h")
 
 
-@dataclass
-class DirectionWeights:
-    """One layer-direction's parameters; biases and W_hr are None when absent."""
+def run_direction(x: Tensor, h0: Tensor, c0: Tensor, w: DirectionWeights, reverse: bool,
+                  record: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """One layer, one direction, step by step: the reference engine. x (T, B, I_k), h0 (B, H_r), c0 (B, H).
 
-    weight_ih: Tensor  # (4H, I_k)
-    weight_hh: Tensor  # (4H, H_r)
-    bias_ih: Tensor | None  # (4H,)
-    bias_hh: Tensor | None  # (4H,)
-    weight_hr: Tensor | None  # (P, H)
-
-
-def run_direction(
-    x: Tensor, h0: Tensor, c0: Tensor, w: DirectionWeights, reverse: bool, record: bool
-) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
-    """One layer, one direction, stepwise. x (T, B, I_k), h0 (B, H_r), c0 (B, H).
-
-    Returns h for every t (T, B, H_r) indexed by input position, h_n, c_n, and (if record) each of
-    i, f, g, o, c, h stacked over t, also indexed by input position.
+    Returns h for every t (T, B, H_r), h_n and c_n. If `record` is given (views (T, B, ·) for each of
+    i, f, g, o, c, h), every step is written there, indexed by input position also when reverse.
     """
     seq_len = x.shape[0]
     # The input half of every gate, for all t in one GEMM: W_i· x_t + b_i· + b_h·   (T, B, 4H)
@@ -53,7 +41,7 @@ def run_direction(
     h, c = h0, c0
     steps: dict[str, list[Tensor]] = {q: [] for q in QUANTITIES}
     for t in range(seq_len - 1, -1, -1) if reverse else range(seq_len):
-        z = x_part[t] + h @ w.weight_hh.T  # (B, 4H) pre-activations
+        z = torch.addmm(x_part[t], h, w.weight_hh.T)  # (B, 4H) pre-activations: x part + W_h· h_{t−1}
         z_i, z_f, z_g, z_o = z.chunk(4, dim=1)
         i = torch.sigmoid(z_i)  # i_t = σ(W_ii x_t + b_ii + W_hi h_{t−1} + b_hi)
         f = torch.sigmoid(z_f)  # f_t = σ(W_if x_t + b_if + W_hf h_{t−1} + b_hf)
@@ -63,15 +51,17 @@ def run_direction(
         h = o * torch.tanh(c)  # h_t = o_t ⊙ tanh(c_t)
         if w.weight_hr is not None:
             h = h @ w.weight_hr.T  # h_t = W_hr h_t   (B, P)
-        steps["h"].append(h)
-        if record:
-            for name, value in zip("ifgoc", (i, f, g, o, c), strict=True):
+        for name, value in zip("ifgoch", (i, f, g, o, c, h), strict=True):
+            if record is not None or name == "h":
                 steps[name].append(value)
     if reverse:  # store the step for input t at t
         for seq in steps.values():
             seq.reverse()
-    recorded = {q: torch.stack(v) for q, v in steps.items() if v}
-    return recorded["h"], h, c, recorded
+    if record is None:
+        return torch.stack(steps["h"]), h, c
+    for name, seq in steps.items():
+        torch.stack(seq, out=record[name])
+    return record["h"], h, c
 
 
 class InstrumentedLSTM(nn.Module):
@@ -154,12 +144,18 @@ class InstrumentedLSTM(nn.Module):
         return output, (h_n, c_n)
 
     @torch.no_grad()
-    def trace(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> Trace:
-        """Forward pass plus every gate and state, detached, as a Trace."""
-        output, h_n, c_n, parts = self._run(input, hx, record=True)
+    def trace(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None, engine: str = "auto") -> Trace:
+        """Forward pass plus every gate and state, detached, as a Trace.
+
+        engine: "stepwise" runs the cell above step by step (the reference); "fused" lets torch's fused
+        LSTM give h, then rebuilds every gate from (x_t, h_{t−1}) in one GEMM and c by a scan; "auto" is
+        "fused". The tests hold both to nn.LSTM and to each other.
+        """
+        engine = "fused" if engine == "auto" else engine
+        output, h_n, c_n, parts = self._run(input, hx, record=True, engine=engine)
         return Trace(config=self.config, output=output, h_n=h_n, c_n=c_n, batched=input.dim() == 3,
                      weights={k: v.detach().clone() for k, v in self.state_dict().items()},
-                     engine="stepwise", **parts)
+                     engine=engine, **parts)
 
     def _check_input(self, input: Tensor, hx) -> tuple[Tensor, Tensor, Tensor, bool]:
         """nn.LSTM's checks and normalisation: returns x (T, B, I), h0, c0 (L·D, B, ·), batched."""
@@ -202,44 +198,55 @@ class InstrumentedLSTM(nn.Module):
                 raise RuntimeError(f"Expected hidden[{k}] size {expected}, got {list(state.shape)}")
         return x, h0, c0, batched
 
-    def _run(self, input: Tensor, hx, record: bool):
+    def _run(self, input: Tensor, hx, record: bool, engine: str = "stepwise"):
         """All layers and directions. Returns output, h_n, c_n as nn.LSTM does, and the recorded parts."""
         cfg = self.config
         x, h0, c0, batched = self._check_input(input, hx)
-        if x.shape[0] == 0:
+        T, B = x.shape[:2]
+        if T == 0:
             raise ValueError(f"LSTM: the input sequence is empty (input shape {tuple(input.shape)})")
-        D = cfg.num_directions
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)} or 'auto'")
+        L, D = cfg.num_layers, cfg.num_directions
+        h0, c0 = h0.view(L, D, B, -1), c0.view(L, D, B, -1)
+        records = None
+        if record:  # (L, D, T, B, ·) buffers that the engines fill in place
+            size = {q: cfg.real_hidden_size if q == "h" else cfg.hidden_size for q in QUANTITIES}
+            records = {q: x.new_empty(L, D, T, B, size[q]) for q in QUANTITIES}
         h_n, c_n, layer_inputs = [], [], []
-        per_layer: dict[str, list[Tensor]] = {q: [] for q in QUANTITIES}
         layer_in = x
-        for layer in range(cfg.num_layers):
+        for layer in range(L):
             if layer > 0 and self.training and cfg.dropout > 0:
                 layer_in = F.dropout(layer_in, p=cfg.dropout, training=True)  # between layers only
             layer_inputs.append(layer_in)
-            outs, per_dir = [], {q: [] for q in QUANTITIES}
-            for d in range(D):
-                k = layer * D + d
-                out, h_last, c_last, rec = run_direction(layer_in, h0[k], c0[k],
-                                                         self.direction_weights(layer, d),
-                                                         reverse=d == 1, record=record)
-                outs.append(out)
-                h_n.append(h_last)
-                c_n.append(c_last)
-                for q, v in rec.items():
-                    per_dir[q].append(v)
-            layer_in = torch.cat(outs, dim=-1) if D > 1 else outs[0]  # [forward, reverse] features
-            if record:
-                for q in QUANTITIES:
-                    per_layer[q].append(torch.stack(per_dir[q]))
+            weights = [self.direction_weights(layer, d) for d in range(D)]
+            rec = None if records is None else {q: r[layer] for q, r in records.items()}
+            layer_in, h_last, c_last = ENGINES[engine](layer_in, h0[layer], c0[layer], weights, rec)
+            h_n.append(h_last)
+            c_n.append(c_last)
         output = layer_in.transpose(0, 1) if cfg.batch_first else layer_in
-        h_n, c_n = torch.stack(h_n), torch.stack(c_n)
+        h_n, c_n = torch.cat(h_n), torch.cat(c_n)  # (L·D, B, ·), layer-major
         if not batched:
             output = output.squeeze(0 if cfg.batch_first else 1)
             h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
         parts = {}
         if record:
-            parts = {q: torch.stack(v) for q, v in per_layer.items()}  # (L, D, T, B, ·)
-            parts["h0"] = h0.reshape(cfg.num_layers, D, *h0.shape[1:])  # (L, D, B, H_r)
-            parts["c0"] = c0.reshape(cfg.num_layers, D, *c0.shape[1:])  # (L, D, B, H)
-            parts["layer_inputs"] = layer_inputs
+            parts = dict(records, h0=h0, c0=c0, layer_inputs=layer_inputs)
         return output, h_n, c_n, parts
+
+
+def stepwise_layer(x: Tensor, h0: Tensor, c0: Tensor, weights: list[DirectionWeights],
+                   record: dict[str, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
+    """One layer, each direction by `run_direction`. h0 (D, B, H_r), c0 (D, B, H); record views (D, T, B, ·)."""
+    outs, h_n, c_n = [], [], []
+    for d, w in enumerate(weights):
+        rec = None if record is None else {q: r[d] for q, r in record.items()}
+        out, h_last, c_last = run_direction(x, h0[d], c0[d], w, reverse=d == 1, record=rec)
+        outs.append(out)
+        h_n.append(h_last)
+        c_n.append(c_last)
+    out = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]  # [forward, reverse] features
+    return out, torch.stack(h_n), torch.stack(c_n)
+
+
+ENGINES = {"stepwise": stepwise_layer, "fused": fused_layer}

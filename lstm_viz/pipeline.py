@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 
-from .config import LSTMConfig
 from . import inputs
+from .config import LSTMConfig
 from .inputs import SequenceInput, check_input_size
 from .model import InstrumentedLSTM
 from .trace import Trace

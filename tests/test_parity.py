@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lstm_viz import InstrumentedLSTM, trace
+from lstm_viz.model import ENGINES
 
 
 @st.composite
@@ -61,18 +62,27 @@ def check_parity(case, dtype, device):
     with torch.no_grad():
         want_out, (want_h, want_c) = ref(x, hx)
         got_out, (got_h, got_c) = ours(x, hx)
-        tr = ours.trace(x, hx)
+        traces = {engine: ours.trace(x, hx, engine=engine) for engine in ENGINES}
     for name, got, want in (("output", got_out, want_out), ("h_n", got_h, want_h), ("c_n", got_c, want_c)):
         assert max_err(got, want) <= tol, f"{name} differs for {case}"
-    for got, want in ((tr.output, want_out), (tr.h_n, want_h), (tr.c_n, want_c)):
-        assert max_err(got, want) <= tol
+    for engine, tr in traces.items():
+        assert tr.engine == engine
+        for got, want in ((tr.output, want_out), (tr.h_n, want_h), (tr.c_n, want_c)):
+            assert max_err(got, want) <= tol, f"engine {engine} differs for {case}"
+        check_last_layer_is_output(tr, case, want_out, tol)
+    # The engines agree on every recorded gate and state, not only on what nn.LSTM returns.
+    for q in ("f", "i", "g", "o", "c", "h"):
+        assert max_err(traces["fused"].get(q), traces["stepwise"].get(q)) <= 10 * tol, q
+
+
+def check_last_layer_is_output(tr, case, want_out, tol):
     # The last layer's recorded h is the output, direction by direction ([forward, reverse] features).
     out = want_out if not case["cfg"]["batch_first"] or case["unbatched"] else want_out.transpose(0, 1)
     out = out.reshape(tr.seq_len, tr.batch_size, -1)
     h_size = tr.h.shape[-1]
     for d in range(tr.num_directions):
         assert max_err(tr.h[-1, d], out[..., d * h_size:(d + 1) * h_size]) <= tol
-    assert tr.f.device.type == device and not tr.f.requires_grad
+    assert tr.f.device == want_out.device and not tr.f.requires_grad
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -9,6 +9,8 @@ import torch
 from conftest import DEVICES
 
 from lstm_viz import InstrumentedLSTM, LSTMConfig
+from lstm_viz.engines import linear_scan
+from lstm_viz.model import ENGINES
 
 CONFIGS = [
     dict(num_layers=1),
@@ -18,7 +20,7 @@ CONFIGS = [
 ]
 
 
-def traced(device="cpu", **option):
+def traced(device="cpu", engine="auto", **option):
     torch.manual_seed(7)
     m = InstrumentedLSTM(4, 6, dtype=torch.float64, device=device, **option)
     B, T = 3, 5
@@ -26,13 +28,15 @@ def traced(device="cpu", **option):
     D = 2 if m.bidirectional else 1
     hx = (torch.randn(m.num_layers * D, B, m.proj_size or 6, dtype=torch.float64, device=device),
           torch.randn(m.num_layers * D, B, 6, dtype=torch.float64, device=device))
-    return m, m.trace(x, hx)
+    return m, m.trace(x, hx, engine=engine)
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("option", CONFIGS)
-def test_cell_and_hidden_follow_the_equations(option, device):
-    m, tr = traced(device, **option)
+def test_cell_and_hidden_follow_the_equations(option, engine, device):
+    m, tr = traced(device, engine, **option)
+    assert tr.engine == engine
     for layer in range(tr.num_layers):
         for d in range(tr.num_directions):
             w_hr = tr.weights.get(f"weight_hr_l{layer}" + ("_reverse" if d else ""))
@@ -47,9 +51,10 @@ def test_cell_and_hidden_follow_the_equations(option, device):
                 torch.testing.assert_close(tr.h[layer, d, t], h, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("option", CONFIGS)
-def test_gates_recomputed_from_weights(option):
-    _, tr = traced(**option)
+def test_gates_recomputed_from_weights(option, engine):
+    _, tr = traced(engine=engine, **option)
     act = {"i": torch.sigmoid, "f": torch.sigmoid, "o": torch.sigmoid, "g": torch.tanh}
     for layer in range(tr.num_layers):
         for d in range(tr.num_directions):
@@ -152,3 +157,23 @@ def test_dtype_mismatch_is_a_clear_error():
 def test_empty_sequence_is_refused():
     with pytest.raises(ValueError, match="empty"):
         InstrumentedLSTM(4, 6).trace(torch.randn(0, 3, 4))
+
+
+def test_unknown_engine_is_refused():
+    with pytest.raises(ValueError, match="unknown engine 'magic'"):
+        InstrumentedLSTM(2, 3).trace(torch.randn(4, 1, 2), engine="magic")
+
+
+@pytest.mark.parametrize("T,units", [(1, 3), (5, 1), (200, 7), (130, 5000)])
+def test_linear_scan_matches_the_recurrence(T, units):
+    """The chunked scan against the plain loop c_t = f_t c_{t−1} + u_t, including f that underflowed to 0."""
+    torch.manual_seed(T)
+    f = torch.rand(T, 2, units, dtype=torch.float64)
+    f[T // 2] = 0.0
+    u = torch.randn(T, 2, units, dtype=torch.float64)
+    c0 = torch.randn(2, units, dtype=torch.float64)
+    got = linear_scan(f, u, c0, out=torch.empty_like(u))
+    c = c0
+    for t in range(T):
+        c = f[t] * c + u[t]
+        torch.testing.assert_close(got[t], c, rtol=0, atol=1e-12)
