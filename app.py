@@ -166,35 +166,31 @@ def step_controls(seq_len: int, num_layers: int, bidirectional: bool) -> tuple[i
     return t, layer, direction
 
 
-def step_view(result, config: AppConfig) -> None:
+def chart(spec: dict, key: str) -> None:
+    """A figure spec from lstm_viz.figures (validated by its tests, so not again on every step)."""
+    st.plotly_chart(figures.Prevalidated(spec), key=key, config={"displaylogo": False})
+
+
+def step_view(result) -> None:
     """Everything that depends on the timestep; reruns alone when only the step changes."""
     trace, seq = result.trace, result.seq
     t, layer, direction = step_controls(trace.seq_len, trace.num_layers, trace.num_directions == 2)
     label = f" (“{seq.labels[t]}”)" if seq.vocab is not None else ""
     lstm_config = result.model.config
-    st.markdown(f"**t = {t}**{label} · x_t = `{shapes.slice_expression(lstm_config, t)}` of shape "
+    st.markdown(f"**t = {t}**{label} · x_t = `{shapes.slice_expression(lstm_config, t)}` of the input "
                 f"`{tuple(result.x.shape)}` → x_t is `{(trace.batch_size, lstm_config.input_size)}` "
                 f"(batch, features)")
-    gates_tab, equation_tab, shapes_tab = st.tabs(["Gates and states", "Equation at t", "Shapes"])
-    with gates_tab:
-        unit = st.session_state.get("unit")
-        for row in (("f", "i", "o"), ("g", "c", "h")):
-            for col, name in zip(st.columns(3), row, strict=True):
-                col.plotly_chart(figures.step_heatmap(trace, name, t, layer, direction, unit),
-                                 key=f"step_{name}", config={"displaylogo": False})
-        batch = st.number_input("batch element for the over-time view", 0, trace.batch_size - 1,
-                                key="batch_index")
-        st.plotly_chart(figures.over_time_figure(trace, t, layer, direction, batch, time_labels=seq.labels),
-                        key="over_time", config={"displaylogo": False})
-    with equation_tab:
+    unit = st.session_state.get("unit")
+    chart(figures.step_spec(trace, t, layer, direction, unit), "step")
+    batch = st.number_input("batch element for the over-time view", 0, trace.batch_size - 1, key="batch_index")
+    chart(figures.over_time_spec(trace, t, layer, direction, batch, seq.labels), "over_time")
+    with st.expander("Equation at t, with the numbers", expanded=True):
         equation_panel(trace, t, layer, direction)
-    with shapes_tab:
-        shapes_panel(result, config, layer)
 
 
 def equation_panel(trace, t: int, layer: int, direction: int) -> None:
     cols = st.columns(2)
-    unit = cols[0].number_input("unit", 0, trace.config.hidden_size - 1, key="unit")
+    unit = cols[0].number_input("unit (also boxed in the heatmaps)", 0, trace.config.hidden_size - 1, key="unit")
     batch = cols[1].number_input("batch element", 0, trace.batch_size - 1, key="equation_batch")
     terms = step_terms(trace, layer, direction, t, unit, batch)
     st.caption("Each gate's pre-activation split into its input part W x_t, its recurrent part W h_{t−1} and "
@@ -203,21 +199,19 @@ def equation_panel(trace, t: int, layer: int, direction: int) -> None:
         st.latex(line)
 
 
-def shapes_panel(result, config: AppConfig, layer: int) -> None:
+def shapes_panel(result, config: AppConfig) -> None:
+    """Every tensor's shape for the current config, with its axes named."""
     lstm_config, trace = result.model.config, result.trace
     if all(getattr(config, k) == v for k, v in shapes.CLASSIC_PRESET.items()):
         st.info(shapes.CLASSIC_EXPLANATION)
     st.markdown(f"`{shapes.constructor_call(lstm_config)}` · {shapes.parameter_count(lstm_config):,} parameters")
-    st.markdown("**Input and outputs**")
-    st.table(shape_rows(shapes.io_shapes(lstm_config, trace.seq_len, trace.batch_size)))
-    st.markdown(f"**One step of layer {layer}**")
-    st.table(shape_rows(shapes.step_shapes(lstm_config, trace.batch_size, layer)))
-    st.markdown("**Weights** (rows of the 4·hidden_size axis are the gates i, f, g, o)")
-    st.table(shape_rows(shapes.weight_shapes(lstm_config)))
-
-
-def shape_rows(rows) -> list[dict]:
-    return [{"tensor": r.name, "shape": r.shape_text, "axes": r.axes_text, "note": r.note} for r in rows]
+    st.markdown("**Input and outputs**\n\n" + shapes.markdown_table(
+        shapes.io_shapes(lstm_config, trace.seq_len, trace.batch_size)))
+    for layer in range(min(2, lstm_config.num_layers)):  # layers above 1 repeat layer 1's shapes
+        st.markdown(f"**One step of layer {layer}**\n\n"
+                    + shapes.markdown_table(shapes.step_shapes(lstm_config, trace.batch_size, layer)))
+    st.markdown("**Weights** (the 4·hidden_size rows are the gates i, f, g, o, in that order)\n\n"
+                + shapes.markdown_table(shapes.weight_shapes(lstm_config)))
 
 
 def main() -> None:
@@ -239,8 +233,12 @@ def main() -> None:
         return
     st.query_params.from_dict(config.to_query() | {k: str(st.session_state.get(k, 0)) for k in VIEW_KEYS})
     parity_badge(result)
-    interval = PLAY_INTERVAL_S if st.session_state.get("playing") else None
-    st.fragment(run_every=interval)(step_view)(result, config)
+    step_tab, shapes_tab = st.tabs(["Step through time", "Shapes"])
+    with step_tab:
+        interval = PLAY_INTERVAL_S if st.session_state.get("playing") else None
+        st.fragment(run_every=interval)(step_view)(result)
+    with shapes_tab:
+        shapes_panel(result, config)
 
 
 main()

@@ -2,11 +2,17 @@
 
 Colour conventions: sigmoid gates f, i, o share one sequential 0..1 scale; g and h (both tanh-bounded)
 share a diverging −1..1 scale centred on 0; c is unbounded, so its diverging scale is symmetric around 0
-with the bound taken from the data (and the colour bar says so).
+with the bound taken from the data of the whole layer (and the colour bar says so). Each scale is a
+Plotly colour axis that several heatmaps share.
+
+Builders return plain dict specs (`*_spec`): cheap to build on every step, since validating Plotly graph
+objects costs more than the rest of a rerun. `figure(spec)` makes a validated go.Figure for notebooks; the
+tests validate every spec the same way, so the app can skip it (`Prevalidated`).
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,9 +21,10 @@ import plotly.graph_objects as go
 from .trace import Trace
 
 GATE_SCALE = "Viridis"
-# Values one over-time figure may carry (float32 on the wire: ~4/3 × 4 bytes each, base64): ~1.3 MB.
-OVER_TIME_MAX_VALUES = 200_000
 DIVERGING_SCALE = "RdBu_r"
+# Values one over-time figure may carry (float32 on the wire: ~4/3 × 4 bytes each, base64): ~1 MB.
+OVER_TIME_MAX_VALUES = 200_000
+MARKER = {"color": "#ff7f0e", "width": 2}
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,7 @@ class Quantity:
     key: str
     words: str
     symbol: str  # as HTML, for Plotly titles
+    colour_axis: str
 
     @property
     def title(self) -> str:
@@ -32,108 +40,189 @@ class Quantity:
 
 
 QUANTITIES = {
-    "f": Quantity("f", "forget gate", "f<sub>t</sub>"),
-    "i": Quantity("i", "input gate", "i<sub>t</sub>"),
-    "o": Quantity("o", "output gate", "o<sub>t</sub>"),
-    "g": Quantity("g", "candidate", "g<sub>t</sub> (C̃<sub>t</sub>)"),
-    "c": Quantity("c", "cell state", "C<sub>t</sub>"),
-    "h": Quantity("h", "hidden state", "h<sub>t</sub>"),
+    "f": Quantity("f", "forget gate", "f<sub>t</sub>", "coloraxis"),
+    "i": Quantity("i", "input gate", "i<sub>t</sub>", "coloraxis"),
+    "o": Quantity("o", "output gate", "o<sub>t</sub>", "coloraxis"),
+    "g": Quantity("g", "candidate", "g<sub>t</sub> (C̃<sub>t</sub>)", "coloraxis2"),
+    "c": Quantity("c", "cell state", "C<sub>t</sub>", "coloraxis3"),
+    "h": Quantity("h", "hidden state", "h<sub>t</sub>", "coloraxis2"),
 }
 DISPLAY_ORDER = ("f", "i", "o", "g", "c", "h")
 
 
-def colour_range(trace: Trace, name: str, layer: int, direction: int) -> dict:
-    """zmin/zmax/colorscale and a colour-bar title for `name`, by the conventions above."""
-    if name in ("f", "i", "o"):
-        return dict(zmin=0.0, zmax=1.0, colorscale=GATE_SCALE, colorbar_title="0..1")
-    if name in ("g", "h"):
-        return dict(zmin=-1.0, zmax=1.0, colorscale=DIVERGING_SCALE, colorbar_title="−1..1")
-    # c: one bound for the whole layer-direction so the scale stays put while stepping through time.
-    bound = float(np.abs(trace.array("c")[layer, direction]).max()) or 1.0
-    return dict(zmin=-bound, zmax=bound, colorscale=DIVERGING_SCALE,
-                colorbar_title=f"±{bound:.3g}<br>(from data)")
+def typed_array(values: np.ndarray) -> dict:
+    """Plotly.js's typed-array form: float32 bytes in base64 (a third of JSON text, and float32 is plenty
+    for a colour; the equation panel reads exact values from the trace)."""
+    array = np.ascontiguousarray(values, dtype=np.float32)
+    return {"dtype": "f4", "bdata": base64.b64encode(array.tobytes()).decode("ascii"),
+            "shape": ", ".join(map(str, array.shape))}
 
 
-def _heatmap(z: np.ndarray, scale: dict, hover: str, colorbar: dict | None = None, **axes) -> dict:
-    bar = {"title": {"text": scale["colorbar_title"], "side": "right"}, "thickness": 12} | (colorbar or {})
-    return dict(type="heatmap", z=z, zmin=scale["zmin"], zmax=scale["zmax"], colorscale=scale["colorscale"],
-                zmid=0.0 if scale["zmin"] < 0 else None, colorbar=bar, hovertemplate=hover, **axes)
+def cell_bound(trace: Trace, layer: int, direction: int) -> float:
+    """max |c| over the whole layer-direction: c's colour range stays put while stepping through time."""
+    return trace.memo(("abs max c", layer, direction),
+                      lambda: float(np.abs(trace.array("c")[layer, direction]).max()) or 1.0)
 
 
-def step_heatmap(trace: Trace, name: str, t: int, layer: int = 0, direction: int = 0,
-                 highlight_unit: int | None = None) -> go.Figure:
-    """`name` at step t of one layer and direction: batch elements (rows) × units (columns)."""
+def colour_axes(trace: Trace, layer: int, direction: int, bars: dict[str, dict]) -> dict:
+    """The three shared colour axes; `bars` places each one's colour bar (x, y, len)."""
+    bound = cell_bound(trace, layer, direction)
+    axes = {
+        "coloraxis": dict(cmin=0.0, cmax=1.0, colorscale=GATE_SCALE, title="f, i, o<br>0..1"),
+        "coloraxis2": dict(cmin=-1.0, cmax=1.0, cmid=0.0, colorscale=DIVERGING_SCALE, title="g, h<br>−1..1"),
+        "coloraxis3": dict(cmin=-bound, cmax=bound, cmid=0.0, colorscale=DIVERGING_SCALE,
+                           title=f"C: ±{bound:.3g}<br>(from data)"),
+    }
+    layout = {}
+    for name, axis in axes.items():
+        title = axis.pop("title")
+        layout[name] = axis | {"colorbar": {"title": {"text": title, "side": "top"}, "thickness": 12,
+                                            "yanchor": "middle", **bars[name]}}
+    return layout
+
+
+def _hover(name: str, t: int | str, batch: int | str, unit: str = "%{x}") -> str:
     q = QUANTITIES[name]
-    z = trace.array(name)[layer, direction, t]  # (B, H)
-    hover = f"{q.words} {name}<br>t={t}<br>batch %{{y}}<br>unit %{{x}}<br>value %{{z:.4f}}<extra></extra>"
-    heat = _heatmap(z, colour_range(trace, name, layer, direction), hover,
-                    x=np.arange(z.shape[1]), y=np.arange(z.shape[0]))
-    shapes = []
-    if highlight_unit is not None and highlight_unit < z.shape[1]:
-        shapes.append(_column_box(highlight_unit, yref="y", y0=-0.5, y1=z.shape[0] - 0.5))
-    layout = dict(
-        title={"text": f"{q.title} · t={t}", "font": {"size": 14}},
-        xaxis={"title": {"text": "unit"}, "dtick": _tick_step(z.shape[1])},
-        yaxis={"title": {"text": "batch"}, "autorange": "reversed", "dtick": _tick_step(z.shape[0])},
-        height=120 + 22 * min(z.shape[0], 16), margin=dict(l=50, r=10, t=40, b=40), shapes=shapes,
-    )
-    return go.Figure(dict(data=[heat], layout=layout))
+    return f"{q.words} {name}<br>t={t}<br>batch {batch}<br>unit {unit}<br>value %{{z:.4f}}<extra></extra>"
 
+
+# --- the six quantities at one step ------------------------------------------------------------
+
+STEP_COLUMNS = ((0.0, 0.26), (0.32, 0.58), (0.64, 0.90))
+
+
+def step_spec(trace: Trace, t: int, layer: int = 0, direction: int = 0, highlight_unit: int | None = None) -> dict:
+    """f, i, o (top) and g, C, h (bottom) at step t: each batch elements (rows) × units (columns)."""
+    batch, units = trace.batch_size, trace.config.hidden_size
+    h_units = trace.h.shape[-1]
+    data, layout, annotations, shapes = [], {}, [], []
+    for k, name in enumerate(DISPLAY_ORDER):
+        row, col = divmod(k, 3)
+        top = 1.0 if row == 0 else 0.44
+        axis = "" if k == 0 else str(k + 1)
+        width = h_units if name == "h" else units
+        data.append(dict(type="heatmap", z=typed_array(trace.array(name)[layer, direction, t]), name=name,
+                         coloraxis=QUANTITIES[name].colour_axis,
+                         hovertemplate=_hover(name, t, "%{y}"), xaxis=f"x{axis}", yaxis=f"y{axis}"))
+        layout[f"xaxis{axis}"] = {"domain": STEP_COLUMNS[col], "anchor": f"y{axis}",
+                                  "title": {"text": "unit"}, "dtick": _tick_step(width)}
+        layout[f"yaxis{axis}"] = {"domain": [top - 0.34, top - 0.06], "anchor": f"x{axis}",
+                                  "autorange": "reversed", "dtick": _tick_step(batch),
+                                  "title": {"text": "batch" if col == 0 else ""}}
+        annotations.append(dict(text=f"<b>{QUANTITIES[name].title}</b> · t={t}", x=STEP_COLUMNS[col][0], y=top,
+                                xref="paper", yref="paper",
+                                xanchor="left", yanchor="top", showarrow=False, font={"size": 13}))
+        if highlight_unit is not None and highlight_unit < width:
+            shapes.append(_column_box(highlight_unit, f"x{axis}", f"y{axis}", -0.5, batch - 0.5))
+    layout |= colour_axes(trace, layer, direction, {"coloraxis": dict(x=0.93, y=0.78, len=0.4),
+                                                    "coloraxis2": dict(x=0.93, y=0.22, len=0.4),
+                                                    "coloraxis3": dict(x=1.02, y=0.22, len=0.4)})
+    layout |= dict(annotations=annotations, shapes=shapes, height=2 * (90 + 20 * min(batch, 16)) + 60,
+                   margin=dict(l=50, r=10, t=10, b=40))
+    return dict(data=data, layout=layout)
+
+
+def step_heatmap_spec(trace: Trace, name: str, t: int, layer: int = 0, direction: int = 0) -> dict:
+    """One quantity at step t, batch × units, on its conventional colour scale (for notebooks)."""
+    z = trace.array(name)[layer, direction, t]
+    layout = colour_axes(trace, layer, direction, {a: {} for a in ("coloraxis", "coloraxis2", "coloraxis3")})
+    axis = QUANTITIES[name].colour_axis
+    return dict(
+        data=[dict(type="heatmap", z=typed_array(z), coloraxis=axis, hovertemplate=_hover(name, t, "%{y}"))],
+        layout={axis: layout[axis], "title": {"text": f"{QUANTITIES[name].title} · t={t}"},
+                "xaxis": {"title": {"text": "unit"}},
+                "yaxis": {"title": {"text": "batch"}, "autorange": "reversed"}})
+
+
+# --- every quantity over time ------------------------------------------------------------------
 
 def time_window(seq_len: int, t: int, columns_budget: int) -> tuple[int, int]:
-    """[start, stop) of at most `columns_budget` steps around t: the whole sequence when it fits."""
+    """[start, stop) holding t, at most `columns_budget` steps; windows move in half-window strides so
+    the figure's data changes only every so many steps."""
     width = max(1, min(seq_len, columns_budget))
-    start = min(max(0, t - width // 2), seq_len - width)
+    stride = max(1, width // 2)
+    start = min(max(0, (t // stride) * stride - stride // 2), seq_len - width)
     return start, start + width
 
 
-def over_time_figure(trace: Trace, t: int, layer: int = 0, direction: int = 0, batch: int = 0,
-                     quantities=DISPLAY_ORDER, time_labels: list[str] | None = None,
-                     max_values: int = OVER_TIME_MAX_VALUES) -> go.Figure:
-    """Each quantity as units × time, stacked with a shared time axis and a box marking step t.
+def over_time_spec(trace: Trace, t: int, layer: int = 0, direction: int = 0, batch: int = 0,
+                   time_labels: list[str] | None = None, max_values: int = OVER_TIME_MAX_VALUES) -> dict:
+    """Each quantity as units × time, stacked over a shared time axis, with a box marking step t.
 
     Long sequences show a window of steps around t, sized so the figure stays under `max_values`.
     """
-    n, gap = len(quantities), 0.035
-    units = trace.config.hidden_size
-    start, stop = time_window(trace.seq_len, t, max_values // (n * units))
-    height = (1 - gap * (n - 1)) / n
-    data, layout = [], {}
-    for k, name in enumerate(quantities):
-        q = QUANTITIES[name]
+    n, gap = len(DISPLAY_ORDER), 0.03
+    row_height = (1 - gap * (n - 1)) / n
+    start, stop = time_window(trace.seq_len, t, max_values // (n * trace.config.hidden_size))
+    data, layout, annotations = [], {}, []
+    for k, name in enumerate(DISPLAY_ORDER):
         z = trace.array(name)[layer, direction, start:stop, batch, :].T  # (units, window)
-        top = 1 - k * (height + gap)
+        top = 1 - k * (row_height + gap)
         axis = "" if k == 0 else str(k + 1)
-        hover = f"{q.words} {name}<br>t=%{{x}}<br>batch {batch}<br>unit %{{y}}<br>value %{{z:.4f}}<extra></extra>"
-        data.append(_heatmap(z, colour_range(trace, name, layer, direction), hover,
-                             colorbar={"y": top - height / 2, "len": height, "yanchor": "middle"},
-                             x=np.arange(start, stop), y=np.arange(z.shape[0]), xaxis="x", yaxis=f"y{axis}"))
-        layout[f"yaxis{axis}"] = {"domain": [top - height, top], "title": {"text": f"{name}: unit"},
-                                  "anchor": "x"}
-        layout.setdefault("annotations", []).append(
-            dict(text=q.title, x=0, y=top, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
-                 showarrow=False, font={"size": 12}))
-    seq_len = trace.seq_len
-    xaxis = {"title": {"text": "time step t"}, "anchor": f"y{n if n > 1 else ''}", "range": [start - 0.5, stop - 0.5]}
+        data.append(dict(type="heatmap", z=typed_array(z), x0=start, dx=1,
+                         coloraxis=QUANTITIES[name].colour_axis, xaxis="x", yaxis=f"y{axis}", name=name,
+                         hovertemplate=_hover(name, "%{x}", batch, unit="%{y}")))
+        layout[f"yaxis{axis}"] = {"domain": [top - row_height, top], "anchor": "x",
+                                  "title": {"text": "unit"}}
+        annotations.append(dict(text=f"<b>{QUANTITIES[name].title}</b>", x=0, y=top, xref="paper", yref="paper",
+                                xanchor="left", yanchor="bottom", showarrow=False, font={"size": 12}))
+    xaxis = {"title": {"text": "time step t"}, "anchor": f"y{n}", "range": [start - 0.5, stop - 0.5]}
     if time_labels is not None and stop - start <= 64:
         xaxis |= {"tickvals": list(range(start, stop)), "ticktext": list(time_labels[start:stop])}
-    window = "" if stop - start == seq_len else f" · steps {start}–{stop - 1} of {seq_len} (a window around t)"
+    window = "" if stop - start == trace.seq_len else \
+        f" · steps {start}–{stop - 1} of {trace.seq_len} (a window around t)"
+    layout |= colour_axes(trace, layer, direction, {"coloraxis": dict(x=1.01, y=0.75, len=0.45),
+                                                    "coloraxis2": dict(x=1.01, y=0.25, len=0.45),
+                                                    "coloraxis3": dict(x=1.09, y=0.25, len=0.45)})
     layout |= dict(
-        xaxis=xaxis,
-        shapes=[_column_box(t, yref="paper", y0=0, y1=1, xref="x")],
-        height=140 * n + 60, margin=dict(l=60, r=10, t=30, b=40),
+        xaxis=xaxis, annotations=annotations, height=110 * n + 80, margin=dict(l=60, r=10, t=40, b=40),
+        shapes=[_column_box(t, "x", "paper", 0, 1)],
         title={"text": f"over time · layer {layer}" + (" (reverse)" if direction else "") + f" · batch {batch}"
-                + window,
-               "font": {"size": 14}},
+               + window, "font": {"size": 14}},
     )
-    return go.Figure(dict(data=data, layout=layout))
+    return dict(data=data, layout=layout)
 
 
-def _column_box(x: int, yref: str, y0: float, y1: float, xref: str = "x") -> dict:
+def _column_box(x: int, xref: str, yref: str, y0: float, y1: float) -> dict:
     """An outlined box around column x: the current step, or a highlighted unit."""
-    return dict(type="rect", xref=xref, yref=yref, x0=x - 0.5, x1=x + 0.5, y0=y0, y1=y1,
-                line={"color": "#ff7f0e", "width": 2}, fillcolor="rgba(0,0,0,0)")
+    return dict(type="rect", xref=xref, yref=yref, x0=x - 0.5, x1=x + 0.5, y0=y0, y1=y1, line=MARKER,
+                fillcolor="rgba(0,0,0,0)")
 
 
 def _tick_step(n: int) -> int:
     return max(1, int(np.ceil(n / 20)))
+
+
+# --- to Plotly figures ---------------------------------------------------------------------------
+
+def figure(spec: dict) -> go.Figure:
+    """A validated Plotly figure of a spec (for notebooks, HTML export and the tests)."""
+    return go.Figure(spec)
+
+
+def step_figure(trace: Trace, t: int, layer: int = 0, direction: int = 0, highlight_unit: int | None = None):
+    return figure(step_spec(trace, t, layer, direction, highlight_unit))
+
+
+def step_heatmap(trace: Trace, name: str, t: int, layer: int = 0, direction: int = 0) -> go.Figure:
+    return figure(step_heatmap_spec(trace, name, t, layer, direction))
+
+
+def over_time_figure(trace: Trace, t: int, layer: int = 0, direction: int = 0, batch: int = 0,
+                     time_labels: list[str] | None = None) -> go.Figure:
+    return figure(over_time_spec(trace, t, layer, direction, batch, time_labels))
+
+
+class Prevalidated(go.Figure):
+    """A spec that the tests validate, handed to a consumer that calls to_dict() (st.plotly_chart does).
+
+    to_dict() returns the spec as it is: no validation and no deep copy on every step. Only for specs
+    built by this module; use `figure(spec)` for anything else.
+    """
+
+    def __init__(self, spec: dict):
+        super().__init__()
+        self._spec = spec
+
+    def to_dict(self) -> dict:
+        return self._spec

@@ -126,3 +126,10 @@ def constructor_call(cfg: LSTMConfig) -> str:
     options = [f"{k}={v}" for k, v in cfg.to_dict().items()
                if k not in ("input_size", "hidden_size", "num_layers") and v != getattr(defaults, k)]
     return f"nn.LSTM({', '.join(map(str, [cfg.input_size, cfg.hidden_size, cfg.num_layers] + options))})"
+
+
+def markdown_table(rows: list[TensorShape]) -> str:
+    """Rows as a Markdown table: tensor, shape, axes, note."""
+    lines = ["| tensor | shape | axes | note |", "| --- | --- | --- | --- |"]
+    lines += [f"| `{r.name}` | `{r.shape_text}` | {r.axes_text} | {r.note} |" for r in rows]
+    return "\n".join(lines)

@@ -98,9 +98,13 @@ class Trace:
 
     def array(self, name: str) -> np.ndarray:
         """`name` as a CPU numpy array, converted once: figures slice it on every step."""
-        if name not in self._arrays:
-            self._arrays[name] = getattr(self, name).detach().cpu().numpy()
-        return self._arrays[name]
+        return self.memo(name, lambda: getattr(self, name).detach().cpu().numpy())
+
+    def memo(self, key, compute):
+        """A derived value of this (immutable) trace, computed once: e.g. colour ranges of the figures."""
+        if key not in self._arrays:
+            self._arrays[key] = compute()
+        return self._arrays[key]
 
     def to_numpy(self) -> dict[str, np.ndarray]:
         """Gates, states and outputs as numpy arrays (on the CPU), for plotting and export."""

@@ -41,13 +41,19 @@ def app() -> AppTest:
     return start()
 
 
+def step_z(at, name: str) -> np.ndarray:
+    """The per-step heatmap of one quantity (batch × units) from the step figure."""
+    return heatmap_z(chart(at, "step"), DISPLAY_ORDER.index(name))
+
+
 def test_defaults_run_and_draw_six_quantities(app):
     assert_clean(app)
     assert not app.error
-    titles = [chart(app, f"step_{q}")["layout"]["title"]["text"] for q in DISPLAY_ORDER]
+    titles = [a["text"] for a in chart(app, "step")["layout"]["annotations"]]
     for words, title in zip(("forget gate f", "input gate i", "output gate o", "candidate g", "cell state C",
                              "hidden state h"), titles, strict=True):
-        assert title.replace("<sub>", "").startswith(words)
+        assert title.replace("<b>", "").replace("<sub>", "").startswith(words)
+        assert title.endswith("t=0")
 
 
 CHANGES = [
@@ -68,7 +74,7 @@ def test_each_config_widget_runs(app, key, kind, value):
     assert at.session_state[key] == value
     if value != "file":  # the file source waits for an upload and says so
         assert not at.error, [e.value for e in at.error]
-        assert len(at.get("plotly_chart")) == 7
+        assert len(at.get("plotly_chart")) == 2
 
 
 def test_device_widget_is_disabled_without_cuda(app):
@@ -82,8 +88,7 @@ def test_sizes_reach_the_figures():
     at.number_input(key="seq_len").set_value(7).run()
     assert_clean(at)
     for q in DISPLAY_ORDER:
-        z = heatmap_z(chart(at, f"step_{q}"))
-        assert z.shape == (2, 5)  # batch × units
+        assert step_z(at, q).shape == (2, 5)  # batch × units
     over_time = chart(at, "over_time")
     for k in range(6):
         assert heatmap_z(over_time, k).shape == (5, 7)  # units × time
@@ -98,9 +103,11 @@ def test_timestep_slices_the_trace():
         at.slider(key="timestep").set_value(t).run()
         assert_clean(at)
         for q in DISPLAY_ORDER:
-            z = heatmap_z(chart(at, f"step_{q}"))
-            np.testing.assert_allclose(z, trace.get(q)[0, 0, t].numpy(), rtol=0, atol=1e-6)
-        seen.append(heatmap_z(chart(at, "step_c")).copy())
+            np.testing.assert_allclose(step_z(at, q), trace.get(q)[0, 0, t].numpy(), rtol=0, atol=1e-6)
+        assert chart(at, "step")["layout"]["annotations"][0]["text"].endswith(f"t={t}")
+        marker = chart(at, "over_time")["layout"]["shapes"][0]
+        assert marker["x0"] == t - 0.5 and marker["x1"] == t + 0.5
+        seen.append(step_z(at, "c").copy())
     assert not np.allclose(seen[0], seen[1])  # the data really changes with t
 
 
@@ -123,11 +130,11 @@ def test_next_and_previous_buttons_step():
 def test_typed_garbage_shows_an_error_and_keeps_the_last_good_input(garbage, fragment):
     at = start(input_source="typed")
     assert not at.error
-    good = heatmap_z(chart(at, "step_f"))
+    good = step_z(at, "f")
     at.text_area(key="typed_text").set_value(garbage).run()
     assert_clean(at)
     assert at.error and fragment in at.error[0].value
-    np.testing.assert_array_equal(heatmap_z(chart(at, "step_f")), good)  # last good state kept
+    np.testing.assert_array_equal(step_z(at, "f"), good)  # last good state kept
 
 
 def test_impossible_config_is_an_error_not_a_crash():
@@ -135,7 +142,7 @@ def test_impossible_config_is_an_error_not_a_crash():
     at.number_input(key="proj_size").set_value(8).run()  # = hidden_size
     assert_clean(at)
     assert at.error and "proj_size has to be smaller than hidden_size" in at.error[0].value
-    assert len(at.get("plotly_chart")) == 7
+    assert len(at.get("plotly_chart")) == 2
 
 
 def test_parity_badge_within_tolerance(app):
@@ -149,16 +156,22 @@ def test_classic_preset_and_shapes_tables():
     at = start()
     at.button(key="preset_classic").click().run()
     assert_clean(at)
-    tables = [t.value for t in at.table]
-    io = tables[0].set_index("tensor")
-    assert io.loc["input", "shape"] == "(5, 3, 10)" and io.loc["input", "axes"].startswith("(seq, batch")
-    assert io.loc["output", "shape"] == "(5, 3, 20)"
-    assert io.loc["h_n", "shape"] == io.loc["c_n", "shape"] == "(2, 3, 20)"
+    io = shapes_table(at)
+    assert io["input"][0] == "(5, 3, 10)" and io["input"][1].startswith("(seq, batch")
+    assert io["output"][0] == "(5, 3, 20)"
+    assert io["h_n"][0] == io["c_n"][0] == "(2, 3, 20)"
     assert any("first axis is the **sequence**" in m.value for m in at.info)
     at.checkbox(key="batch_first").check().run()
-    io = at.table[0].value.set_index("tensor")
-    assert io.loc["input", "shape"] == "(3, 5, 10)" and io.loc["input", "axes"].startswith("(batch, seq")
-    assert io.loc["h_n", "shape"] == "(2, 3, 20)"  # h_n is never batch-first
+    io = shapes_table(at)
+    assert io["input"][0] == "(3, 5, 10)" and io["input"][1].startswith("(batch, seq")
+    assert io["h_n"][0] == "(2, 3, 20)"  # h_n is never batch-first
+
+
+def shapes_table(at) -> dict[str, tuple[str, str]]:
+    """The "Input and outputs" Markdown table: tensor -> (shape, axes)."""
+    text = next(m.value for m in at.markdown if m.value.startswith("**Input and outputs**"))
+    rows = [line.split("|")[1:4] for line in text.splitlines() if line.startswith("| `")]
+    return {name.strip(" `"): (shape.strip(" `"), axes.strip()) for name, shape, axes in rows}
 
 
 def test_equation_panel_numbers_match_the_trace():

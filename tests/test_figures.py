@@ -1,0 +1,117 @@
+"""Figures: every spec is valid Plotly, and its decoded data is the trace's, on the conventional scales."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+from figure_data import decode_array
+
+from lstm_viz import InstrumentedLSTM, shapes
+from lstm_viz.config import LSTMConfig
+from lstm_viz.figures import (
+    DISPLAY_ORDER,
+    OVER_TIME_MAX_VALUES,
+    over_time_spec,
+    step_heatmap_spec,
+    step_spec,
+    time_window,
+)
+
+
+@pytest.fixture(scope="module")
+def trace():
+    torch.manual_seed(0)
+    return InstrumentedLSTM(3, 6, num_layers=2, bidirectional=True, proj_size=4).trace(torch.randn(9, 2, 3))
+
+
+def test_step_spec_is_valid_and_holds_the_trace(trace):
+    spec = step_spec(trace, t=4, layer=1, direction=1, highlight_unit=2)
+    go.Figure(spec)  # strict validation: the app skips it, so the tests must not
+    for k, name in enumerate(DISPLAY_ORDER):
+        z = decode_array(spec["data"][k]["z"])
+        np.testing.assert_allclose(z, trace.get(name)[1, 1, 4].numpy(), rtol=1e-7)
+        assert spec["layout"]["annotations"][k]["text"].endswith("t=4")
+        assert "t=4" in spec["data"][k]["hovertemplate"] and "unit" in spec["data"][k]["hovertemplate"]
+    assert decode_array(spec["data"][5]["z"]).shape == (2, 4)  # h has proj_size units
+    boxes = [s for s in spec["layout"]["shapes"]]
+    assert len(boxes) == 6 and all(b["x0"] == 1.5 and b["x1"] == 2.5 for b in boxes)
+
+
+def test_colour_conventions(trace):
+    layout = step_spec(trace, 0)["layout"]
+    axis_of = {name: d["coloraxis"] for name, d in zip(DISPLAY_ORDER, step_spec(trace, 0)["data"], strict=True)}
+    assert axis_of["f"] == axis_of["i"] == axis_of["o"] and axis_of["g"] == axis_of["h"] != axis_of["f"]
+    gates, tanh, cell = (layout[axis_of[q]] for q in ("f", "g", "c"))
+    assert (gates["cmin"], gates["cmax"]) == (0.0, 1.0)
+    assert (tanh["cmin"], tanh["cmax"], tanh["cmid"]) == (-1.0, 1.0, 0.0)
+    bound = np.abs(trace.c[0, 0].numpy()).max()
+    assert cell["cmin"] == -cell["cmax"] and cell["cmax"] == pytest.approx(bound)
+    assert "from data" in cell["colorbar"]["title"]["text"]
+
+
+def test_over_time_spec_units_by_time_with_marker(trace):
+    spec = over_time_spec(trace, t=6, layer=0, direction=0, batch=1, time_labels=list("abcdefghi"))
+    go.Figure(spec)
+    for k, name in enumerate(DISPLAY_ORDER):
+        z = decode_array(spec["data"][k]["z"])
+        np.testing.assert_allclose(z, trace.get(name)[0, 0, :, 1].numpy().T, rtol=1e-7)
+    marker = spec["layout"]["shapes"][0]
+    assert (marker["x0"], marker["x1"]) == (5.5, 6.5)
+    assert spec["layout"]["xaxis"]["ticktext"] == list("abcdefghi")
+    assert "window" not in spec["layout"]["title"]["text"]
+
+
+def test_long_sequences_are_windowed_and_say_so():
+    torch.manual_seed(0)
+    tr = InstrumentedLSTM(2, 64).trace(torch.randn(5000, 1, 2))
+    spec = over_time_spec(tr, t=4321)
+    z = decode_array(spec["data"][0]["z"])
+    start, stop = spec["data"][0]["x0"], spec["data"][0]["x0"] + z.shape[1]
+    assert start <= 4321 < stop and 6 * z.size <= OVER_TIME_MAX_VALUES
+    np.testing.assert_allclose(z, tr.f[0, 0, start:stop, 0].numpy().T, rtol=1e-7)
+    assert f"steps {start}–{stop - 1} of 5000" in spec["layout"]["title"]["text"]
+
+
+@pytest.mark.parametrize("seq_len,t,budget", [(10, 3, 100), (1000, 0, 100), (1000, 999, 100), (1000, 517, 64),
+                                              (7, 6, 3)])
+def test_time_window_holds_t_and_moves_in_strides(seq_len, t, budget):
+    start, stop = time_window(seq_len, t, budget)
+    assert 0 <= start <= t < stop <= seq_len and stop - start == min(seq_len, budget)
+    # within a stride the window does not move, so the figure's data need not change
+    assert time_window(seq_len, min(t + 1, seq_len - 1), budget)[0] in (start, start + max(1, budget // 2))
+
+
+def test_single_heatmap_for_notebooks(trace):
+    spec = step_heatmap_spec(trace, "g", t=2, layer=0)
+    go.Figure(spec)
+    np.testing.assert_allclose(decode_array(spec["data"][0]["z"]), trace.g[0, 0, 2].numpy(), rtol=1e-7)
+    assert spec["layout"]["title"]["text"].startswith("candidate")
+
+
+def test_shapes_of_the_classic_example():
+    cfg = LSTMConfig(10, 20, 2)
+    io = {r.name: r for r in shapes.io_shapes(cfg, seq_len=5, batch_size=3)}
+    ref = torch.nn.LSTM(10, 20, 2)
+    out, (h_n, c_n) = ref(torch.randn(5, 3, 10))
+    assert io["input"].shape == (5, 3, 10) and io["input"].axes[:2] == ("seq", "batch")
+    assert io["output"].shape == tuple(out.shape) and io["h_n"].shape == tuple(h_n.shape)
+    assert io["c_n"].shape == tuple(c_n.shape)
+    weights = {r.name: r.shape for r in shapes.weight_shapes(cfg)}
+    assert weights == {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+    assert shapes.parameter_count(cfg) == sum(p.numel() for p in ref.parameters())
+    assert shapes.constructor_call(cfg) == "nn.LSTM(10, 20, 2)"
+
+
+@pytest.mark.parametrize("option", [dict(batch_first=True), dict(bidirectional=True, proj_size=3), dict(bias=False)])
+def test_io_shapes_match_nn_lstm(option):
+    cfg = LSTMConfig(4, 6, 2, **option)
+    ref = torch.nn.LSTM(**cfg.to_dict())
+    x = torch.randn((3, 5, 4) if cfg.batch_first else (5, 3, 4))
+    out, (h_n, c_n) = ref(x)
+    io = {r.name: r.shape for r in shapes.io_shapes(cfg, seq_len=5, batch_size=3)}
+    assert io["input"] == tuple(x.shape) and io["output"] == tuple(out.shape)
+    assert io["h_n"] == tuple(h_n.shape) and io["c_n"] == tuple(c_n.shape)
+    assert {r.name: r.shape for r in shapes.weight_shapes(cfg)} == {k: tuple(v.shape)
+                                                                   for k, v in ref.state_dict().items()}
