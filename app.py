@@ -131,8 +131,12 @@ def parity_badge(result) -> None:
     ok = diff <= tolerance
     st.badge(f"parity vs torch.nn.LSTM: max |Δ| = {diff:.2e} {'≤' if ok else '>'} {tolerance:.0e}",
              icon=":material/check_circle:" if ok else ":material/error:", color="green" if ok else "red")
-    st.caption(" · ".join(f"{k} {v:.1e}" for k, v in result.parity.items() if k != "max")
-               + f" · engine: {result.trace.engine} · input: {result.seq.source}")
+    checked = result.parity["steps checked"]
+    head = f"first {checked} steps" if checked < result.trace.seq_len else f"all {checked} steps"
+    st.caption(f"manual stepwise module ({head}): " + " · ".join(f"{k} {result.parity[k]:.1e}" for k in (
+        "output", "h_n", "c_n", "trace h")) + f" · trace from the {result.trace.engine} engine: " + " · ".join(
+        f"{k.removeprefix('trace ')} {result.parity[k]:.1e}" for k in ("trace output", "trace c_n"))
+        + f" · input: {result.seq.source}")
 
 
 def step_controls(seq_len: int, num_layers: int, bidirectional: bool) -> tuple[int, int, int]:
@@ -148,10 +152,15 @@ def step_controls(seq_len: int, num_layers: int, bidirectional: bool) -> tuple[i
     def toggle_play() -> None:
         st.session_state["playing"] = not st.session_state.get("playing", False)
 
-    cols = st.columns([1, 1, 1, 6, 2, 2])
-    cols[0].button("◀", key="prev", on_click=shift, args=(-1,), help="previous step")
-    cols[1].button("▶", key="next", on_click=shift, args=(1,), help="next step")
-    cols[2].button("⏸" if st.session_state.get("playing") else "⏵ play", key="play", on_click=toggle_play)
+    playing = st.session_state.get("playing", False)
+    cols = st.columns([1.2, 1.2, 1.3, 5, 1.6, 1.6], vertical_alignment="bottom")
+    cols[0].button("Prev", key="prev", icon=":material/chevron_left:", on_click=shift, args=(-1,),
+                   help="previous step (wraps around)")
+    cols[1].button("Next", key="next", icon=":material/chevron_right:", on_click=shift, args=(1,),
+                   help="next step (wraps around)")
+    cols[2].button("Pause" if playing else "Play", key="play", on_click=toggle_play,
+                   icon=":material/pause:" if playing else ":material/play_arrow:",
+                   help=f"step through time every {PLAY_INTERVAL_S} s")
     if seq_len > 1:
         t = cols[3].slider("timestep t", 0, seq_len - 1, key="timestep")
     else:
@@ -171,8 +180,14 @@ def chart(spec: dict, key: str) -> None:
     st.plotly_chart(figures.Prevalidated(spec), key=key, config={"displaylogo": False})
 
 
-def step_view(result) -> None:
-    """Everything that depends on the timestep; reruns alone when only the step changes."""
+def step_view(result, playing: bool) -> None:
+    """Everything that depends on the timestep; reruns alone when only the step changes.
+
+    `playing` is the play state this fragment was started with (its run_every): when Play/Pause flips it,
+    the whole app reruns so that the fragment restarts with the new timer.
+    """
+    if st.session_state.get("playing", False) != playing:
+        st.rerun(scope="app")
     trace, seq = result.trace, result.seq
     t, layer, direction = step_controls(trace.seq_len, trace.num_layers, trace.num_directions == 2)
     label = f" (“{seq.labels[t]}”)" if seq.vocab is not None else ""
@@ -219,6 +234,7 @@ def main() -> None:
     init_state_from_url()
     for problem in st.session_state.pop("_url_problems", []):
         st.warning(problem)
+    st.session_state.setdefault("unit", 0)  # boxed in the heatmaps and explained in the equation panel
     st.session_state.setdefault("typed_text", DEFAULT_TYPED)
     st.session_state.setdefault("text_input", DEFAULT_TEXT)
     st.session_state.setdefault("signal_period", 16.0)
@@ -235,8 +251,8 @@ def main() -> None:
     parity_badge(result)
     step_tab, shapes_tab = st.tabs(["Step through time", "Shapes"])
     with step_tab:
-        interval = PLAY_INTERVAL_S if st.session_state.get("playing") else None
-        st.fragment(run_every=interval)(step_view)(result)
+        playing = st.session_state.get("playing", False)
+        st.fragment(run_every=PLAY_INTERVAL_S if playing else None)(step_view)(result, playing)
     with shapes_tab:
         shapes_panel(result, config)
 

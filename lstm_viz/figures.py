@@ -16,12 +16,14 @@ import base64
 from dataclasses import dataclass
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 
 from .trace import Trace
 
-GATE_SCALE = "Viridis"
-DIVERGING_SCALE = "RdBu_r"
+# Explicit lists, not names: plotly.js knows "Viridis" but not plotly.py's "RdBu_r", and specs reach it unvalidated.
+GATE_SCALE = plotly.colors.get_colorscale("Viridis")
+DIVERGING_SCALE = plotly.colors.get_colorscale("RdBu_r")
 # Values one over-time figure may carry (float32 on the wire: ~4/3 × 4 bytes each, base64): ~1 MB.
 OVER_TIME_MAX_VALUES = 200_000
 MARKER = {"color": "#ff7f0e", "width": 2}

@@ -131,5 +131,6 @@ def constructor_call(cfg: LSTMConfig) -> str:
 def markdown_table(rows: list[TensorShape]) -> str:
     """Rows as a Markdown table: tensor, shape, axes, note."""
     lines = ["| tensor | shape | axes | note |", "| --- | --- | --- | --- |"]
-    lines += [f"| `{r.name}` | `{r.shape_text}` | {r.axes_text} | {r.note} |" for r in rows]
+    nowrap = "\u00a0"  # keep "(5, 3, 10)" on one line in a narrow column
+    lines += [f"| `{r.name}` | `{r.shape_text.replace(' ', nowrap)}` | {r.axes_text} | {r.note} |" for r in rows]
     return "\n".join(lines)

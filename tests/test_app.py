@@ -171,7 +171,7 @@ def shapes_table(at) -> dict[str, tuple[str, str]]:
     """The "Input and outputs" Markdown table: tensor -> (shape, axes)."""
     text = next(m.value for m in at.markdown if m.value.startswith("**Input and outputs**"))
     rows = [line.split("|")[1:4] for line in text.splitlines() if line.startswith("| `")]
-    return {name.strip(" `"): (shape.strip(" `"), axes.strip()) for name, shape, axes in rows}
+    return {name.strip(" `"): (shape.strip(" `").replace("\u00a0", " "), axes.strip()) for name, shape, axes in rows}
 
 
 def test_equation_panel_numbers_match_the_trace():

@@ -164,7 +164,7 @@ def test_unknown_engine_is_refused():
         InstrumentedLSTM(2, 3).trace(torch.randn(4, 1, 2), engine="magic")
 
 
-@pytest.mark.parametrize("T,units", [(1, 3), (5, 1), (200, 7), (130, 5000)])
+@pytest.mark.parametrize("T,units", [(1, 3), (5, 1), (200, 7), (130, 5000), (3, 9000)])
 def test_linear_scan_matches_the_recurrence(T, units):
     """The chunked scan against the plain loop c_t = f_t c_{t−1} + u_t, including f that underflowed to 0."""
     torch.manual_seed(T)

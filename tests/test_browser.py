@@ -1,0 +1,152 @@
+"""Layer 4: the app in a real headless Chromium, served by `streamlit run` on a free loopback port.
+
+Checks what AppTest cannot: that the page renders the six per-step heatmaps, that stepping through time
+redraws them with new data, and that settings in the URL reach the figures. Screenshots of each run go
+to test-artifacts/ (gitignored) for a look when something fails. Two checks cover what only a browser shows:
+playback that keeps going, and colour scales that plotly.js itself knows.
+"""
+
+from __future__ import annotations
+
+import pytest
+from browser_support import (
+    REPO_ROOT,
+    STEP_QUANTITIES,
+    find_chromium,
+    have_playwright,
+    launch_browser,
+    step_charts,
+    streamlit_server,
+    timestep_slider,
+    wait_for_app,
+)
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not have_playwright(), reason="the playwright Python package is not installed"),
+    pytest.mark.skipif(find_chromium() is None, reason="no chromium at /usr/bin/chromium or on PATH"),
+]
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+VIEWPORT = {"width": 1400, "height": 1800}
+
+
+@pytest.fixture(scope="module")
+def server():
+    """Base URL of one `streamlit run app.py` for the whole module (torch imports once)."""
+    with streamlit_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser_context():
+    """One Chromium and one context for the module (the app's static files load once); a page per test,
+    and each page is its own Streamlit session."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = launch_browser(pw)
+        try:
+            yield chromium.new_context(viewport=VIEWPORT)
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser_context):
+    page = browser_context.new_page()
+    try:
+        yield page
+    finally:
+        page.close()
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name))
+
+
+def assert_step_heatmaps(page, t: int) -> dict[str, list[list[float]]]:
+    """The six quantities are drawn for step t, each a non-empty numeric heatmap; returns their z."""
+    charts = step_charts(page)
+    assert sorted(charts) == sorted(STEP_QUANTITIES), [c for c in charts]
+    zs = {}
+    for name, chart in charts.items():
+        assert chart["title"].endswith(f"· t={t}"), chart["title"]
+        z = chart["z"]
+        assert z and all(row and len(row) == len(z[0]) for row in z), (name, z)
+        assert all(isinstance(v, (int, float)) for row in z for v in row), (name, z)
+        zs[name] = z
+    return zs
+
+
+def test_six_quantities_and_stepping_through_time(server, page):
+    page.goto(server)
+    wait_for_app(page)
+    before = assert_step_heatmaps(page, 0)
+
+    page.get_by_role("button", name="Next").click()
+    wait_for_app(page, t=1)
+    after = assert_step_heatmaps(page, 1)
+    for name in STEP_QUANTITIES:
+        assert after[name] != before[name], f"{name}: same data at t=0 and t=1"
+
+    thumb = timestep_slider(page)
+    thumb.focus()
+    thumb.press("ArrowRight")
+    wait_for_app(page, t=2)
+    third = assert_step_heatmaps(page, 2)
+    assert third["hidden state"] != after["hidden state"]
+    page.wait_for_function("() => new URLSearchParams(location.search).get('timestep') === '2'")
+    screenshot(page, "browser-step-t2.png")
+
+
+def test_url_settings_reach_the_figures(server, page):
+    page.goto(f"{server}/?hidden_size=5&seq_len=7&timestep=3")
+    wait_for_app(page, t=3)
+    zs = assert_step_heatmaps(page, 3)
+    for name, z in zs.items():
+        assert len(z) == 2, f"{name}: {len(z)} batch rows, want the default 2"
+        assert {len(row) for row in z} == {5}, f"{name}: rows of {[len(r) for r in z]} units, want 5"
+    assert timestep_slider(page).get_attribute("max") == "6"  # seq_len 7: steps 0..6
+    screenshot(page, "browser-url-settings.png")
+
+
+@pytest.fixture(scope="module")
+def default_page(server, browser_context):
+    """One loaded default view, shared by the checks below that only read it (or, last, play it)."""
+    page = browser_context.new_page()
+    page.goto(server)
+    wait_for_app(page)
+    try:
+        yield page
+    finally:
+        page.close()
+
+
+# Colour-scale names plotly.js itself resolves; others (plotly.py's "RdBu_r", "Plasma", …) exist only in
+# plotly.py, which turns them into explicit lists when it validates a figure.
+PLOTLY_JS_SCALES = {"Blackbody", "Bluered", "Blues", "Cividis", "Earth", "Electric", "Greens", "Greys", "Hot",
+                    "Jet", "Picnic", "Portland", "Rainbow", "RdBu", "Reds", "Viridis", "YlGnBu", "YlOrRd"}
+
+
+def test_colour_scales_are_known_to_plotly_js(default_page):
+    sent = default_page.evaluate("""() => Array.from(
+        document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot'), (p) => [
+            ...Object.entries(p.layout || {}).filter(([k]) => k.startsWith('coloraxis'))
+                .map(([k, v]) => [k, v.colorscale]),
+            ...(p.data || []).map((t, i) => ['trace ' + i, t.colorscale])])""")
+    unknown = [(chart, where, scale) for chart, scales in enumerate(sent) for where, scale in scales
+               if isinstance(scale, str) and scale not in PLOTLY_JS_SCALES]
+    assert not unknown, f"(chart, axis or trace, colorscale) that plotly.js does not know: {unknown}"
+
+
+def test_play_advances_on_its_own(default_page):
+    page = default_page
+    start = int(step_charts(page)["forget gate"]["title"].rsplit("t=", 1)[1])
+    seq_len = int(timestep_slider(page).get_attribute("max")) + 1
+    page.get_by_role("button", name="Play").click()
+    try:  # the click itself moves one step; a second one comes only from run_every (0.6 s)
+        wait_for_app(page, t=(start + 2) % seq_len, timeout_ms=6_000)
+    finally:
+        page.get_by_role("button", name="Pause").click()
