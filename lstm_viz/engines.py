@@ -42,43 +42,53 @@ class DirectionWeights:
 def linear_scan(f: Tensor, u: Tensor, c0: Tensor, out: Tensor) -> Tensor:
     """c_t = f_t ⊙ c_{t−1} + u_t for t = 0..T−1 from c_{−1} = c0, into `out`. f, u (T, B, H).
 
-    Computed in float64, by whichever of two exact schemes costs less for this shape: a step loop
-    (one fused multiply-add per step: cheap when each step has many units) or a log-depth Hillis–Steele
-    scan (log2 T passes over the whole sequence: cheap when steps are many and small). Neither divides,
-    so gates that underflowed to 0 are handled exactly.
+    By whichever of two schemes costs less for this shape: a step loop (one fused multiply-add per step:
+    cheap when each step has many units) or a log-depth Hillis–Steele scan (log2 T passes over the whole
+    sequence: cheap when steps are many and small). Neither divides, so gates that underflowed to 0 are
+    handled exactly; both round like the recurrence itself (tested against it, and against nn.LSTM's c_n).
     """
     T, units = f.shape[0], f[0].numel()
-    # Measured on 2 CPU cores: a loop step costs ~6 µs + 0.5 ns/unit, a scan pass ~2.6 ns per value.
-    if units * (2.6 * math.log2(max(T, 2)) - 0.5) < 6000:
+    # Measured on 2 CPU cores: a loop step costs ~6 µs + 0.5 ns/unit, a scan pass ~1.5 ns per value.
+    if units * (1.5 * math.log2(max(T, 2)) - 0.5) < 6000:
         return _scan_log_depth(f, u, c0, out)
     return _scan_loop(f, u, c0, out)
 
 
 def _scan_loop(f: Tensor, u: Tensor, c0: Tensor, out: Tensor) -> Tensor:
-    f64, c = f.double(), u.to(torch.float64, copy=True)  # c starts as u, becomes c in place
-    c[0].addcmul_(f64[0], c0.double())  # c_0 = f_0 ⊙ c0 + u_0
+    out.copy_(u)  # out starts as u and becomes c in place, step by step
+    out[0].addcmul_(f[0], c0)  # c_0 = f_0 ⊙ c0 + u_0
     for t in range(1, f.shape[0]):
-        c[t].addcmul_(f64[t], c[t - 1])  # c_t = f_t ⊙ c_{t−1} + u_t
-    return out.copy_(c)
+        out[t].addcmul_(f[t], out[t - 1])  # c_t = f_t ⊙ c_{t−1} + u_t
+    return out
 
 
 def _scan_log_depth(f: Tensor, u: Tensor, c0: Tensor, out: Tensor) -> Tensor:
-    # Invariant after the pass with offset d: c_t = Σ_{s=t−2d+1..t} (Π_{r=s+1..t} f_r) u_s (+ the c0 term),
-    # a_t = Π_{r=t−2d+1..t} f_r. Each pass combines (a, c) at t with t − d.
-    a, c = f.double(), u.to(torch.float64, copy=True)
-    c[0].addcmul_(a[0], c0.double())
-    T, d = f.shape[0], 1
+    # After the pass with offset d: c_t = Σ_{s=t−2d+1..t} (Π_{r=s+1..t} f_r) u_s (+ the c0 term for t < 2d)
+    # and a_t = Π_{r=t−2d+1..t} f_r. A pass combines (a, c) at t with those at t − d, ping-ponging buffers.
+    T = f.shape[0]
+    c, c_next = out, torch.empty_like(out)
+    c.copy_(u)
+    c[0].addcmul_(f[0], c0)
+    a, a_next = f.clone(), torch.empty_like(f)
+    d = 1
     while d < T:
-        c = torch.cat((c[:d], torch.addcmul(c[d:], a[d:], c[:-d])))
+        torch.addcmul(c[d:], a[d:], c[:-d], out=c_next[d:])
+        c_next[:d] = c[:d]
+        c, c_next = c_next, c
         if 2 * d < T:
-            a = torch.cat((a[:d], a[d:] * a[:-d]))
+            torch.mul(a[d:], a[:-d], out=a_next[d:])
+            a_next[:d] = a[:d]
+            a, a_next = a_next, a
         d *= 2
-    return out.copy_(c)
+    return out if c is out else out.copy_(c)
 
 
 def fused_layer(x: Tensor, h0: Tensor, c0: Tensor, weights: list[DirectionWeights],
                 record: dict[str, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
-    """One layer, all directions. x (T, B, I_k); h0 (D, B, H_r), c0 (D, B, H); record views (D, T, B, ·)."""
+    """One layer, all directions. x (T, B, I_k); h0 (D, B, H_r), c0 (D, B, H).
+
+    record: views (D, T, B, ·) to fill: "gates" (4H, rows i, f, g, o), "c" and "h".
+    """
     D = len(weights)
     has_bias = weights[0].bias_ih is not None
     params = [p for w in weights for p in w.flat()]
@@ -90,23 +100,22 @@ def fused_layer(x: Tensor, h0: Tensor, c0: Tensor, weights: list[DirectionWeight
     for d, w in enumerate(weights):
         reverse = d == 1
         h = out[..., d * H_r:(d + 1) * H_r]  # h_t indexed by input position
-        # h_{t−1} as step t saw it: the previous step in this direction's order, h0 at its start.
+        # [x_t, h_{t−1}] as step t saw them: h_{t−1} is the previous step in this direction's order, h0 first.
         h_prev = torch.cat((h[1:], h0[d][None])) if reverse else torch.cat((h0[d][None], h[:-1]))
+        xh = torch.cat((x, h_prev), dim=-1).view(T * B, -1)
         H = w.weight_hh.shape[0] // 4
-        # z_t = W_ih x_t + W_hh h_{t−1} + b_ih + b_hh, for all t at once   (T·B, 4H)
-        bias = w.bias_ih + w.bias_hh if has_bias else x.new_zeros(4 * H)
-        z = torch.addmm(bias, x.reshape(T * B, -1), w.weight_ih.T)
-        z = torch.addmm(z, h_prev.reshape(T * B, -1), w.weight_hh.T).view(T, B, 4 * H)
-        rec = {q: r[d] for q, r in record.items()}
-        torch.sigmoid(z[..., 0 * H:1 * H], out=rec["i"])  # i_t = σ(W_ii x_t + b_ii + W_hi h_{t−1} + b_hi)
-        torch.sigmoid(z[..., 1 * H:2 * H], out=rec["f"])  # f_t = σ(W_if x_t + b_if + W_hf h_{t−1} + b_hf)
-        torch.tanh(z[..., 2 * H:3 * H], out=rec["g"])  # g_t = tanh(W_ig x_t + b_ig + W_hg h_{t−1} + b_hg)
-        torch.sigmoid(z[..., 3 * H:4 * H], out=rec["o"])  # o_t = σ(W_io x_t + b_io + W_ho h_{t−1} + b_ho)
+        W = torch.cat((w.weight_ih, w.weight_hh), dim=1)  # (4H, I_k + H_r)
+        # z_t = W_ih x_t + W_hh h_{t−1} + b_ih + b_hh, for all t at once   (T, B, 4H)
+        z = (torch.addmm(w.bias_ih + w.bias_hh, xh, W.T) if has_bias else xh @ W.T).view(T, B, 4 * H)
+        gates = record["gates"][d]
+        torch.sigmoid(z, out=gates)  # i_t, f_t, o_t = σ(z_t rows i, f, o)  (rows g overwritten next)
+        torch.tanh(z[..., 2 * H:3 * H], out=gates[..., 2 * H:3 * H])  # g_t = tanh(z_t rows g)
+        i, f, g = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H]
         # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t, run in this direction's own time order
-        f, u = rec["f"], rec["i"] * rec["g"]
         if reverse:  # flip() copies, so scan into a buffer and flip that back
-            rec["c"].copy_(linear_scan(f.flip(0), u.flip(0), c0[d], out=torch.empty_like(u)).flip(0))
+            c = linear_scan(f.flip(0), (i * g).flip(0), c0[d], out=x.new_empty(T, B, H))
+            record["c"][d].copy_(c.flip(0))
         else:
-            linear_scan(f, u, c0[d], out=rec["c"])
-        rec["h"].copy_(h)
+            linear_scan(f, i * g, c0[d], out=record["c"][d])
+        record["h"][d].copy_(h)
     return out, h_n, c_n

@@ -24,24 +24,29 @@ from .engines import DirectionWeights, fused_layer
 from .trace import Trace
 
 QUANTITIES = ("i", "f", "g", "o", "c", "h")
+# Packing pays off only for big weights: for small ones its per-call overhead exceeds the GEMM (measured).
+PACKED_MIN_VALUES = 1 << 20
 
 
 def run_direction(x: Tensor, h0: Tensor, c0: Tensor, w: DirectionWeights, reverse: bool,
                   record: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """One layer, one direction, step by step: the reference engine. x (T, B, I_k), h0 (B, H_r), c0 (B, H).
 
-    Returns h for every t (T, B, H_r), h_n and c_n. If `record` is given (views (T, B, ·) for each of
-    i, f, g, o, c, h), every step is written there, indexed by input position also when reverse.
+    Returns h for every t (T, B, H_r), h_n and c_n. If `record` is given (views (T, B, ·): "gates" with
+    4H rows i, f, g, o, then "c" and "h"), every step is written there, indexed by input position also
+    when reverse.
     """
-    seq_len = x.shape[0]
+    seq_len, batch = x.shape[:2]
+    four_h = w.weight_ih.shape[0]
     # The input half of every gate, for all t in one GEMM: W_i· x_t + b_i· + b_h·   (T, B, 4H)
-    x_part = x @ w.weight_ih.T
-    if w.bias_ih is not None:
-        x_part = x_part + (w.bias_ih + w.bias_hh)
+    flat_x = x.reshape(seq_len * batch, -1)
+    x_part = (torch.addmm(w.bias_ih + w.bias_hh, flat_x, w.weight_ih.T) if w.bias_ih is not None
+              else flat_x @ w.weight_ih.T).view(seq_len, batch, four_h)
+    times_w_hh = step_product(w.weight_hh, batch)  # h ↦ W_h· h, the one GEMM left in each step
     h, c = h0, c0
     steps: dict[str, list[Tensor]] = {q: [] for q in QUANTITIES}
     for t in range(seq_len - 1, -1, -1) if reverse else range(seq_len):
-        z = torch.addmm(x_part[t], h, w.weight_hh.T)  # (B, 4H) pre-activations: x part + W_h· h_{t−1}
+        z = x_part[t] + times_w_hh(h)  # (B, 4H) pre-activations: x part + W_h· h_{t−1}
         z_i, z_f, z_g, z_o = z.chunk(4, dim=1)
         i = torch.sigmoid(z_i)  # i_t = σ(W_ii x_t + b_ii + W_hi h_{t−1} + b_hi)
         f = torch.sigmoid(z_f)  # f_t = σ(W_if x_t + b_if + W_hf h_{t−1} + b_hf)
@@ -59,9 +64,29 @@ def run_direction(x: Tensor, h0: Tensor, c0: Tensor, w: DirectionWeights, revers
             seq.reverse()
     if record is None:
         return torch.stack(steps["h"]), h, c
+    H = c.shape[-1]
     for name, seq in steps.items():
-        torch.stack(seq, out=record[name])
+        k = "ifgo".find(name)  # gates share one (T, B, 4H) buffer, rows i, f, g, o as in nn.LSTM
+        torch.stack(seq, out=record["gates"][..., k * H:(k + 1) * H] if k >= 0 else record[name])
     return record["h"], h, c
+
+
+def packed_kernels_available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def step_product(weight: Tensor, batch: int):
+    """h ↦ h Wᵀ for a weight that every step reuses. Tracing on the CPU in float32, this is oneDNN's
+    prepacked GEMM, the kind nn.LSTM's own kernel uses (about 1.4× a plain matmul for big weights here);
+    elsewhere, for small weights, and whenever autograd is on, a plain matmul."""
+    if (weight.numel() >= PACKED_MIN_VALUES and weight.device.type == "cpu" and weight.dtype == torch.float32
+            and not torch.is_grad_enabled() and packed_kernels_available()):
+        try:
+            packed = torch.ops.mkldnn._reorder_linear_weight(weight, batch)
+            return lambda h: torch.ops.mkldnn._linear_pointwise(h, packed, None, "none", [], "")
+        except RuntimeError:  # a build without these kernels: the plain product is as exact
+            pass
+    return lambda h: h @ weight.T
 
 
 class InstrumentedLSTM(nn.Module):
@@ -148,14 +173,22 @@ class InstrumentedLSTM(nn.Module):
         """Forward pass plus every gate and state, detached, as a Trace.
 
         engine: "stepwise" runs the cell above step by step (the reference); "fused" lets torch's fused
-        LSTM give h, then rebuilds every gate from (x_t, h_{t−1}) in one GEMM and c by a scan; "auto" is
-        "fused". The tests hold both to nn.LSTM and to each other.
+        LSTM give h, then rebuilds every gate from (x_t, h_{t−1}) in one GEMM and c by a scan; "auto" picks
+        the faster for this shape (`auto_engine`). The tests hold both to nn.LSTM and to each other.
         """
-        engine = "fused" if engine == "auto" else engine
+        engine = self.auto_engine(input) if engine == "auto" else engine
         output, h_n, c_n, parts = self._run(input, hx, record=True, engine=engine)
         return Trace(config=self.config, output=output, h_n=h_n, c_n=c_n, batched=input.dim() == 3,
                      weights={k: v.detach().clone() for k, v in self.state_dict().items()},
                      engine=engine, **parts)
+
+    def auto_engine(self, input: Tensor) -> str:
+        """The faster engine here. Stepwise computes each GEMM once, fused computes them twice (torch's
+        kernel, then the gate rebuild) but without per-step Python: stepwise wins when each step is one
+        big GEMM that runs at nn.LSTM's speed, i.e. big weights with oneDNN's packed product on the CPU."""
+        w = self.weight_hh_l0
+        big = w.numel() >= PACKED_MIN_VALUES and w.dtype == torch.float32 and w.device.type == "cpu"
+        return "stepwise" if big and packed_kernels_available() else "fused"
 
     def _check_input(self, input: Tensor, hx) -> tuple[Tensor, Tensor, Tensor, bool]:
         """nn.LSTM's checks and normalisation: returns x (T, B, I), h0, c0 (L·D, B, ·), batched."""
@@ -211,8 +244,9 @@ class InstrumentedLSTM(nn.Module):
         h0, c0 = h0.view(L, D, B, -1), c0.view(L, D, B, -1)
         records = None
         if record:  # (L, D, T, B, ·) buffers that the engines fill in place
-            size = {q: cfg.real_hidden_size if q == "h" else cfg.hidden_size for q in QUANTITIES}
-            records = {q: x.new_empty(L, D, T, B, size[q]) for q in QUANTITIES}
+            records = {"gates": x.new_empty(L, D, T, B, 4 * cfg.hidden_size),
+                       "c": x.new_empty(L, D, T, B, cfg.hidden_size),
+                       "h": x.new_empty(L, D, T, B, cfg.real_hidden_size)}
         h_n, c_n, layer_inputs = [], [], []
         layer_in = x
         for layer in range(L):
@@ -231,7 +265,9 @@ class InstrumentedLSTM(nn.Module):
             h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
         parts = {}
         if record:
-            parts = dict(records, h0=h0, c0=c0, layer_inputs=layer_inputs)
+            H = cfg.hidden_size
+            gates = {q: records["gates"][..., k * H:(k + 1) * H] for k, q in enumerate("ifgo")}  # views
+            parts = dict(gates, c=records["c"], h=records["h"], h0=h0, c0=c0, layer_inputs=layer_inputs)
         return output, h_n, c_n, parts
 
 
