@@ -105,11 +105,17 @@ def fused_layer(x: Tensor, h0: Tensor, c0: Tensor, weights: list[DirectionWeight
         xh = torch.cat((x, h_prev), dim=-1).view(T * B, -1)
         H = w.weight_hh.shape[0] // 4
         W = torch.cat((w.weight_ih, w.weight_hh), dim=1)  # (4H, I_k + H_r)
-        # z_t = W_ih x_t + W_hh h_{t−1} + b_ih + b_hh, for all t at once   (T, B, 4H)
-        z = (torch.addmm(w.bias_ih + w.bias_hh, xh, W.T) if has_bias else xh @ W.T).view(T, B, 4 * H)
+        # z_t = W_ih x_t + W_hh h_{t−1} + b_ih + b_hh, for all t at once, written straight into the
+        # trace's gate buffer (T, B, 4H) and activated there in place: no (T, B, 4H) temporary.
         gates = record["gates"][d]
-        torch.sigmoid(z, out=gates)  # i_t, f_t, o_t = σ(z_t rows i, f, o)  (rows g overwritten next)
-        torch.tanh(z[..., 2 * H:3 * H], out=gates[..., 2 * H:3 * H])  # g_t = tanh(z_t rows g)
+        flat = gates.view(T * B, 4 * H)
+        if has_bias:
+            torch.addmm(w.bias_ih + w.bias_hh, xh, W.T, out=flat)
+        else:
+            torch.mm(xh, W.T, out=flat)
+        gates[..., 2 * H:3 * H].tanh_()  # g_t = tanh(W_ig x_t + b_ig + W_hg h_{t−1} + b_hg)
+        gates[..., :2 * H].sigmoid_()  # i_t, f_t = σ(W_i· x_t + b_i· + W_h· h_{t−1} + b_h·)
+        gates[..., 3 * H:].sigmoid_()  # o_t = σ(W_io x_t + b_io + W_ho h_{t−1} + b_ho)
         i, f, g = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H]
         # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t, run in this direction's own time order
         if reverse:  # flip() copies, so scan into a buffer and flip that back
