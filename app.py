@@ -6,14 +6,16 @@ Widgets in, figures out: every number comes from lstm_viz, which this file only 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, fields
+import io
+from dataclasses import asdict, fields, replace
 
 import streamlit as st
 import torch
 
-from lstm_viz import figures, shapes
+from lstm_viz import InstrumentedLSTM, analysis, export, figures, shapes, tasks
 from lstm_viz.equations import step_latex, step_terms
 from lstm_viz.inputs import MAX_BATCH, MAX_FEATURES, MAX_STEPS, SIGNAL_KINDS, InputError
+from lstm_viz.loading import WeightsError, describe, list_lstms, load_lstm
 from lstm_viz.pipeline import DATA_SIZED_SOURCES, DTYPES, INPUT_SOURCES, AppConfig, make_sequence, run
 
 PLAY_INTERVAL_S = 0.6
@@ -21,6 +23,7 @@ CUDA_AVAILABLE = torch.cuda.is_available()
 DEFAULT_TYPED = "0.0, 1.0\n0.5, 0.5\n1.0, 0.0\n0.5, -0.5\n0.0, -1.0"
 DEFAULT_TEXT = "hello, lstm"
 VIEW_KEYS = ("timestep", "layer")
+MODEL_SOURCES = ("random init", "uploaded weights", "toy task")
 
 
 def init_state_from_url() -> None:
@@ -50,17 +53,28 @@ def sidebar() -> AppConfig:
     sb.header("Configure")
     sb.button("Preset: nn.LSTM(10, 20, 2) on randn(5, 3, 10)", on_click=load_classic_preset,
               help="The classic example from the PyTorch docs", key="preset_classic")
-    source = sb.selectbox("input source", INPUT_SOURCES, key="input_source",
+    model_source = sb.selectbox("model", MODEL_SOURCES, key="model_source",
+                                help="random weights from the seed, your trained nn.LSTM, or a toy task trained here")
+    if model_source == "uploaded weights":
+        sb.file_uploader("state_dict (.pt) saved with torch.save(lstm.state_dict(), path)", type=["pt", "pth", "bin"],
+                         key="weights_upload")
+    elif model_source == "toy task":
+        sb.selectbox("task", list(tasks.TASKS), key="task", format_func=lambda k: tasks.TASKS[k].title)
+    fixed = model_source != "random init"  # the weights fix the model's sizes
+    source = sb.selectbox("input source", INPUT_SOURCES, key="input_source", disabled=model_source == "toy task",
                           help="typed, text and file inputs set seq_len, batch and input_size themselves")
     from_data = source in DATA_SIZED_SOURCES
     set_by_data = "set by the input data" if from_data else None
     sb.subheader("Model")
-    sb.number_input("input_size", 1, MAX_FEATURES, key="input_size", disabled=from_data, help=set_by_data)
-    sb.number_input("hidden_size", 1, 2048, key="hidden_size")
-    sb.number_input("num_layers", 1, 8, key="num_layers")
-    sb.number_input("proj_size", 0, 2047, key="proj_size", help="0: no projection; else < hidden_size")
-    sb.checkbox("bidirectional", key="bidirectional")
-    sb.checkbox("bias", key="bias")
+    set_by_weights = "set by the weights" if fixed else None
+    sb.number_input("input_size", 1, MAX_FEATURES, key="input_size", disabled=from_data or fixed,
+                    help=set_by_data or set_by_weights)
+    sb.number_input("hidden_size", 1, 2048, key="hidden_size", disabled=fixed, help=set_by_weights)
+    sb.number_input("num_layers", 1, 8, key="num_layers", disabled=fixed, help=set_by_weights)
+    sb.number_input("proj_size", 0, 2047, key="proj_size", disabled=fixed,
+                    help=set_by_weights or "0: no projection; else < hidden_size")
+    sb.checkbox("bidirectional", key="bidirectional", disabled=fixed, help=set_by_weights)
+    sb.checkbox("bias", key="bias", disabled=fixed, help=set_by_weights)
     sb.checkbox("batch_first", key="batch_first", help="feed (batch, seq, features) instead of (seq, batch, …)")
     sb.subheader("Data")
     sb.number_input("seq_len", 1, MAX_STEPS, key="seq_len", disabled=from_data, help=set_by_data)
@@ -71,6 +85,9 @@ def sidebar() -> AppConfig:
     if not CUDA_AVAILABLE:
         sb.caption("CUDA is disabled: torch.cuda.is_available() is False on this server.")
     sb.selectbox("dtype", list(DTYPES), key="dtype")
+    sb.subheader("Inspect")
+    sb.number_input("unit", 0, 4095, key="unit", help="boxed in the heatmaps; its equation, lines and ledger below")
+    sb.number_input("batch element", 0, MAX_BATCH - 1, key="batch_index", help="for the over-time and unit views")
     values = {f.name: st.session_state[f.name] for f in fields(AppConfig)}
     if values["device"] == "cuda" and not CUDA_AVAILABLE:
         values["device"] = "cpu"  # e.g. from a link made on a GPU server
@@ -106,14 +123,94 @@ def input_key(config: AppConfig, params: dict) -> str:
     return repr((config, sorted(hashable.items())))
 
 
-def current_run(config: AppConfig, params: dict):
+def uploaded_weights():
+    """The uploaded state_dict's LSTM (the user picks one when several are inside), or None with a message."""
+    upload = st.session_state.get("weights_upload")
+    if upload is None:
+        st.info("Upload a state_dict saved with `torch.save(lstm.state_dict(), path)` (the sidebar, under model); "
+                "an LSTM nested in a bigger model (`encoder.rnn.`…) or a checkpoint dict works too.")
+        return None
+    data = upload.getvalue()
+    digest = hashlib.sha1(data).hexdigest()
+    found = st.session_state.get("_lstms_found")
+    if found is None or found[0] != digest:
+        try:
+            found = (digest, list_lstms(data))
+        except WeightsError as err:
+            st.error(f"Weights problem in {upload.name}: {err}", icon="⚠️")
+            return None
+        st.session_state["_lstms_found"] = found
+    configs = found[1]
+    prefix = next(iter(configs))
+    if len(configs) > 1:
+        prefix = st.selectbox("which LSTM in the file", list(configs), key="weights_prefix",
+                              format_func=lambda p: f"{p or '(top level)'}: {describe(configs[p])}")
+    cached = st.session_state.get("_weights")
+    if cached is None or cached[0] != (digest, prefix):
+        try:
+            cached = ((digest, prefix), load_lstm(data, prefix=prefix))
+        except WeightsError as err:
+            st.error(f"Weights problem in {upload.name}: {err}", icon="⚠️")
+            return None
+        st.session_state["_weights"] = cached
+    st.caption(f"Loaded {upload.name}{' at ' + prefix if prefix else ''}: `{describe(cached[1].config)}` "
+               "(batch_first is not stored in weights: set it in the sidebar)")
+    return cached[1]
+
+
+def toy_task(config: AppConfig):
+    """The chosen toy task: train it here (progress and loss curve), then its trained (or untrained) LSTM."""
+    task = tasks.TASKS[st.session_state.get("task", next(iter(tasks.TASKS)))]
+    trained = st.session_state.setdefault("_trained", {})
+    st.markdown(f"**{task.title}**: {task.description}")
+    cols = st.columns([1, 3])
+    if cols[0].button(f"Train ({task.max_steps} steps at most)", key="train_task", icon=":material/model_training:"):
+        bar = cols[1].progress(0.0, text="training…")
+        report = lambda step, loss: bar.progress(min(1.0, step / task.max_steps),  # noqa: E731
+                                                 text=f"step {step}: loss {loss:.4f}")
+        trained[(task.name, config.seed)] = tasks.train(task.name, seed=config.seed, progress=report)
+        bar.empty()
+    result = trained.get((task.name, config.seed))
+    if result is None:
+        st.info("Untrained: these are random weights with the task's sizes. Press Train to see what training does "
+                "to the gates.")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            untrained = torch.nn.LSTM(task.input_size, task.hidden_size)
+        return InstrumentedLSTM.from_torch(untrained), f"untrained {task.name} {config.seed}"
+    verdict = "reached" if result.final_loss < task.loss_threshold else "did not reach"
+    st.caption(f"Trained in {result.steps} steps ({result.seconds:.1f} s): loss {result.final_loss:.4f}, "
+               f"{verdict} the target {task.loss_threshold:g}.")
+    chart(figures.loss_spec(result.losses, task.loss_threshold), "loss_curve")
+    return InstrumentedLSTM.from_torch(result.lstm), f"trained {task.name} {config.seed} {result.steps}"
+
+
+def chosen_model(config: AppConfig):
+    """(weights or None for a random init, their identity, the input a toy task feeds) for the sidebar's model."""
+    source = st.session_state.get("model_source", MODEL_SOURCES[0])
+    if source == "uploaded weights":
+        weights = uploaded_weights()
+        identity = repr(st.session_state.get("_weights", (None,))[0])
+        return (weights, identity, None) if weights is not None else None
+    if source == "toy task":
+        with st.expander("Toy task", expanded=True):
+            weights, identity = toy_task(config)
+        task = st.session_state.get("task", next(iter(tasks.TASKS)))
+        return weights, identity, tasks.example(task, seed=config.seed)
+    return None, "", None
+
+
+def current_run(config: AppConfig, params: dict, weights=None, weights_id: str = "", task_input=None):
     """The traced run for these settings; on bad input, an error and the last good run (or None)."""
-    key = input_key(config, params)
+    if weights is not None and config.input_source not in DATA_SIZED_SOURCES:
+        config = replace(config, input_size=weights.input_size)  # random and signal inputs fit the weights
+    key = input_key(config, params) + weights_id + (task_input.source if task_input is not None else "")
     last = st.session_state.get("_last_good")
     if last is not None and last[0] == key:
         return last[1]
     try:
-        result = run(config, make_sequence(config, params))
+        seq = task_input if task_input is not None else make_sequence(config, params)
+        result = run(config, seq, weights)
     except (InputError, ValueError, TypeError, RuntimeError) as err:
         kind = "Input" if isinstance(err, InputError) else "Configuration"
         st.error(f"{kind} problem: {err}", icon="⚠️")
@@ -195,18 +292,22 @@ def step_view(result, playing: bool) -> None:
     st.markdown(f"**t = {t}**{label} · x_t = `{shapes.slice_expression(lstm_config, t)}` of the input "
                 f"`{tuple(result.x.shape)}` → x_t is `{(trace.batch_size, lstm_config.input_size)}` "
                 f"(batch, features)")
-    unit = st.session_state.get("unit")
+    unit, batch = inspected(trace)
     chart(figures.step_spec(trace, t, layer, direction, unit), "step")
-    batch = st.number_input("batch element for the over-time view", 0, trace.batch_size - 1, key="batch_index")
     chart(figures.over_time_spec(trace, t, layer, direction, batch, seq.labels), "over_time")
     with st.expander("Equation at t, with the numbers", expanded=True):
         equation_panel(trace, t, layer, direction)
 
 
+def inspected(trace) -> tuple[int, int]:
+    """The sidebar's unit and batch element, clipped to this trace."""
+    unit = min(st.session_state.get("unit", 0), trace.config.hidden_size - 1)
+    return unit, min(st.session_state.get("batch_index", 0), trace.batch_size - 1)
+
+
 def equation_panel(trace, t: int, layer: int, direction: int) -> None:
-    cols = st.columns(2)
-    unit = cols[0].number_input("unit (also boxed in the heatmaps)", 0, trace.config.hidden_size - 1, key="unit")
-    batch = cols[1].number_input("batch element", 0, trace.batch_size - 1, key="equation_batch")
+    unit, batch = inspected(trace)
+    st.caption(f"unit {unit}, batch element {batch} (choose them under Inspect in the sidebar)")
     terms = step_terms(trace, layer, direction, t, unit, batch)
     st.caption("Each gate's pre-activation split into its input part W x_t, its recurrent part W h_{t−1} and "
                "its bias, with the live numbers of this step.")
@@ -229,6 +330,50 @@ def shapes_panel(result, config: AppConfig) -> None:
                 + shapes.markdown_table(shapes.weight_shapes(lstm_config)))
 
 
+def saturation_panel(trace) -> None:
+    """Karpathy et al. (2015)'s saturation plot, and the chosen unit's memory ledger."""
+    cols = st.columns(2)
+    low = cols[0].slider("left-saturated below", 0.0, 0.5, 0.1, 0.01, key="sat_low")
+    high = cols[1].slider("right-saturated above", 0.5, 1.0, 0.9, 0.01, key="sat_high")
+    unit, batch = inspected(trace)
+    chart(figures.saturation_spec(analysis.saturation(trace, low, high), low, high, highlight_unit=unit), "saturation")
+    st.caption("Each point is a unit: how often its gate is nearly shut (left) or nearly open (right). Units on the "
+               "top axis act like switches held open; the chosen unit is drawn larger.")
+    layer = min(st.session_state.get("layer", 0), trace.num_layers - 1)
+    ledger = analysis.memory_ledger(trace, layer, 0, batch)
+    chart(figures.ledger_spec(ledger, unit, layer), "ledger")
+
+
+def export_panel(result) -> None:
+    """Downloads, each made only when its button is pressed."""
+    trace, model = result.trace, result.model
+    cols = st.columns(3)
+    cols[0].download_button("Trace (.npz)", lambda: npz_bytes(trace), "trace.npz", key="export_npz",
+                            help="every gate and state, inputs and weights; lstm_viz.export.load_npz reads it back")
+    cols[1].download_button("Trace (long CSV)", lambda: export.to_long_csv(trace), "trace.csv", key="export_csv",
+                            help="layer, direction, t, batch, unit, quantity, value")
+    cols[2].download_button("Weights (.pt)", lambda: export.state_dict_bytes(model), "lstm_state_dict.pt",
+                            key="export_weights", help="loads into a plain torch.nn.LSTM with load_state_dict")
+    t = min(st.session_state.get("timestep", 0), trace.seq_len - 1)
+    unit, batch = inspected(trace)
+    cols = st.columns(3)
+    cols[0].download_button("Step figure (HTML)", lambda: export.figure_html(figures.step_spec(trace, t)),
+                            "step.html", key="export_step_html")
+    cols[1].download_button("Over-time figure (HTML)", lambda: export.figure_html(
+        figures.over_time_spec(trace, t, batch=batch)), "over_time.html", key="export_over_time_html")
+    cols[2].download_button("Unit figure (HTML)", lambda: export.figure_html(figures.unit_spec(trace, unit, batch)),
+                            "unit.html", key="export_unit_html")
+    st.caption("In a notebook: `lstm_viz.trace(lstm, x)`, then `trace.heatmap('f', t=3)`, "
+               "`trace.over_time(unit=5)`; from a shell: `python -m lstm_viz trace --weights model.pt --input x.npy "
+               "--out trace.npz`.")
+
+
+def npz_bytes(trace) -> bytes:
+    buffer = io.BytesIO()
+    export.save_npz(trace, buffer)
+    return buffer.getvalue()
+
+
 def main() -> None:
     st.set_page_config(page_title="lstm-viz", page_icon="🔬", layout="wide")
     init_state_from_url()
@@ -242,19 +387,33 @@ def main() -> None:
     st.session_state.setdefault("signal_noise", 0.0)
     config = sidebar()
     st.title("lstm-viz: inside an LSTM")
-    with st.expander(f"Input: {config.input_source}", expanded=config.input_source != "random"):
-        params = source_params(config.input_source)
-    result = current_run(config, params)
+    model = chosen_model(config)
+    if model is None:
+        return
+    weights, weights_id, task_input = model
+    params = {}
+    if task_input is None:
+        with st.expander(f"Input: {config.input_source}", expanded=config.input_source != "random"):
+            params = source_params(config.input_source)
+    result = current_run(config, params, weights, weights_id, task_input)
     if result is None:
         return
     st.query_params.from_dict(config.to_query() | {k: str(st.session_state.get(k, 0)) for k in VIEW_KEYS})
     parity_badge(result)
-    step_tab, shapes_tab = st.tabs(["Step through time", "Shapes"])
+    step_tab, unit_tab, saturation_tab, shapes_tab, export_tab = st.tabs(
+        ["Step through time", "Unit drill-down", "Saturation & memory", "Shapes", "Export"])
     with step_tab:
         playing = st.session_state.get("playing", False)
         st.fragment(run_every=PLAY_INTERVAL_S if playing else None)(step_view)(result, playing)
+    with unit_tab:
+        unit, batch = inspected(result.trace)
+        chart(figures.unit_spec(result.trace, unit, batch, time_labels=result.seq.labels), "unit_lines")
+    with saturation_tab:
+        saturation_panel(result.trace)
     with shapes_tab:
         shapes_panel(result, config)
+    with export_tab:
+        export_panel(result)
 
 
 main()

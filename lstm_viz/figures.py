@@ -164,7 +164,7 @@ def over_time_spec(trace: Trace, t: int, layer: int = 0, direction: int = 0, bat
         data.append(dict(type="heatmap", z=typed_array(z), x0=start, dx=1,
                          coloraxis=QUANTITIES[name].colour_axis, xaxis="x", yaxis=f"y{axis}", name=name,
                          hovertemplate=_hover(name, "%{x}", batch, unit="%{y}")))
-        layout[f"yaxis{axis}"] = {"domain": [top - row_height, top], "anchor": "x",
+        layout[f"yaxis{axis}"] = {"domain": [max(0.0, top - row_height), top], "anchor": "x",
                                   "title": {"text": "unit"}}
         annotations.append(dict(text=f"<b>{QUANTITIES[name].title}</b>", x=0, y=top, xref="paper", yref="paper",
                                 xanchor="left", yanchor="bottom", showarrow=False, font={"size": 12}))
@@ -195,6 +195,132 @@ def _tick_step(n: int) -> int:
     return max(1, int(np.ceil(n / 20)))
 
 
+# --- one unit, and saturation ----------------------------------------------------------------------
+
+LINE_COLOURS = {"f": "#1f77b4", "i": "#2ca02c", "o": "#9467bd", "g": "#ff7f0e", "c": "#d62728", "h": "#17becf"}
+
+
+def unit_spec(trace: Trace, unit: int, batch: int = 0, t: int | None = None,
+              time_labels: list[str] | None = None) -> dict:
+    """One unit's f, i, o, g, c and h over time as lines: a panel per layer and direction, stacked."""
+    panels = [(layer, d) for layer in range(trace.num_layers) for d in range(trace.num_directions)]
+    n, gap = len(panels), 0.06
+    height = (1 - gap * (n - 1)) / n
+    data, layout, annotations = [], {}, []
+    steps = np.arange(trace.seq_len)
+    for k, (layer, d) in enumerate(panels):
+        axis = "" if k == 0 else str(k + 1)
+        top = 1 - k * (height + gap)
+        for name in DISPLAY_ORDER:
+            if name == "h" and unit >= trace.h.shape[-1]:
+                continue  # projected h has fewer units
+            y = trace.array(name)[layer, d, :, batch, unit]
+            data.append(dict(type="scatter", mode="lines", x=steps, y=typed_array(y), name=name, legendgroup=name,
+                             showlegend=k == 0, line={"color": LINE_COLOURS[name], "width": 1.6}, xaxis="x",
+                             yaxis=f"y{axis}", hovertemplate=_line_hover(name, unit, batch, layer, d)))
+        layout[f"yaxis{axis}"] = {"domain": [max(0.0, top - height), top], "anchor": "x", "zeroline": True,
+                                  "title": {"text": "value"}}
+        annotations.append(dict(text=f"<b>layer {layer}{' reverse' if d else ''}</b> · unit {unit}", x=0, y=top,
+                                xref="paper", yref="paper", xanchor="left", yanchor="bottom", showarrow=False))
+    xaxis = {"title": {"text": "time step t"}, "anchor": f"y{n if n > 1 else ''}"}
+    if time_labels is not None and trace.seq_len <= 64:
+        xaxis |= {"tickvals": list(range(trace.seq_len)), "ticktext": list(time_labels)}
+    shapes = [] if t is None else [dict(type="line", xref="x", yref="paper", x0=t, x1=t, y0=0, y1=1, line=MARKER)]
+    layout |= dict(xaxis=xaxis, annotations=annotations, shapes=shapes, height=230 * n + 80,
+                   margin=dict(l=60, r=10, t=40, b=40), legend={"orientation": "h", "y": 1.06},
+                   title={"text": f"unit {unit} over time · batch {batch}", "font": {"size": 14}})
+    return dict(data=data, layout=layout)
+
+
+def _line_hover(name: str, unit: int, batch: int, layer: int, direction: int) -> str:
+    where = f"layer {layer}{' reverse' if direction else ''}, unit {unit}, batch {batch}"
+    return f"{QUANTITIES[name].words} {name}<br>t=%{{x}}<br>{where}<br>value %{{y:.4f}}<extra></extra>"
+
+
+def saturation_spec(fractions: dict[str, np.ndarray], low: float, high: float,
+                    highlight_unit: int | None = None) -> dict:
+    """Karpathy et al. (2015): per gate, each unit's fraction of steps left-saturated (< low) against
+    right-saturated (> high); a point per unit, coloured by layer. fractions[g]: (L, D, H, 2)."""
+    gates = [g for g in ("f", "i", "o") if g in fractions]
+    data, layout = [], {}
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"]
+    for k, gate in enumerate(gates):
+        axis = "" if k == 0 else str(k + 1)
+        L, D, H, _ = fractions[gate].shape
+        for layer in range(L):
+            for d in range(D):
+                frac = fractions[gate][layer, d]
+                label = f"layer {layer}" + (" reverse" if d else "")
+                sizes = [14 if u == highlight_unit else 7 for u in range(H)]
+                data.append(dict(type="scatter", mode="markers", x=frac[:, 0].tolist(), y=frac[:, 1].tolist(),
+                                 name=label, legendgroup=label, showlegend=k == 0, xaxis=f"x{axis}",
+                                 yaxis=f"y{axis}", customdata=list(range(H)),
+                                 marker={"color": palette[(layer * D + d) % len(palette)], "size": sizes,
+                                         "opacity": 0.75, "symbol": "circle" if d == 0 else "diamond"},
+                                 hovertemplate=f"{QUANTITIES[gate].words} · {label}<br>unit %{{customdata}}"
+                                               f"<br>< {low:g}: %{{x:.2f}}<br>> {high:g}: %{{y:.2f}}<extra></extra>"))
+        left, right = k / len(gates), (k + 1) / len(gates) - 0.06
+        layout[f"xaxis{axis}"] = {"domain": [left, right], "range": [-0.03, 1.03], "anchor": f"y{axis}",
+                                  "title": {"text": f"fraction {QUANTITIES[gate].symbol.split('<')[0]} < {low:g}"}}
+        layout[f"yaxis{axis}"] = {"domain": [0, 0.88], "range": [-0.03, 1.03], "anchor": f"x{axis}",
+                                  "scaleanchor": f"x{axis}",
+                                  "title": {"text": f"fraction > {high:g}" if k == 0 else ""}}
+        layout.setdefault("annotations", []).append(dict(
+            text=f"<b>{QUANTITIES[gate].words}</b>", x=left, y=0.95, xref="paper", yref="paper", xanchor="left",
+            showarrow=False))
+    layout |= dict(height=380, margin=dict(l=60, r=10, t=40, b=50), legend={"orientation": "h", "y": 1.12},
+                   shapes=[dict(type="line", xref=f"x{'' if k == 0 else k + 1}", yref=f"y{'' if k == 0 else k + 1}",
+                                x0=0, y0=1, x1=1, y1=0, line={"color": "#bbbbbb", "dash": "dot", "width": 1})
+                           for k in range(len(gates))])
+    return dict(data=data, layout=layout)
+
+
+def ledger_spec(ledger: dict[str, np.ndarray], unit: int, layer: int) -> dict:
+    """The memory ledger of one unit: per step what c keeps (f ⊙ c_{t−1}) and writes (i ⊙ g); and every
+    unit's effective time constant −1/log(mean f)."""
+    kept, written = ledger["kept"][:, unit], ledger["written"][:, unit]
+    steps = np.arange(len(kept))
+    tau = np.asarray(ledger["time_constant"], dtype=np.float64)
+    shown = np.where(np.isfinite(tau), tau, np.nan)  # a gate stuck at 1 keeps forever: no bar
+    colours = ["#d62728" if u == unit else "#1f77b4" for u in range(len(tau))]
+    data = [
+        dict(type="scatter", mode="lines", x=steps, y=typed_array(kept), name="kept: f⊙c<sub>t−1</sub>",
+             line={"color": LINE_COLOURS["f"]}, hovertemplate="t=%{x}<br>kept %{y:.4f}<extra></extra>"),
+        dict(type="scatter", mode="lines", x=steps, y=typed_array(written), name="written: i⊙g",
+             line={"color": LINE_COLOURS["g"]}, hovertemplate="t=%{x}<br>written %{y:.4f}<extra></extra>"),
+        dict(type="scatter", mode="lines", x=steps, y=typed_array(kept + written), name="c<sub>t</sub>",
+             line={"color": LINE_COLOURS["c"], "dash": "dot"}, hovertemplate="t=%{x}<br>c %{y:.4f}<extra></extra>"),
+        dict(type="bar", x=list(range(len(tau))), y=[None if np.isnan(v) else float(v) for v in shown],
+             marker={"color": colours}, name="time constant", xaxis="x2", yaxis="y2", showlegend=False,
+             hovertemplate="unit %{x}<br>−1/log(mean f) = %{y:.2f} steps<extra></extra>"),
+    ]
+    layout = dict(
+        xaxis={"domain": [0, 1], "anchor": "y", "title": {"text": "time step t"}},
+        yaxis={"domain": [0.58, 1], "anchor": "x", "title": {"text": f"unit {unit}"}},
+        xaxis2={"domain": [0, 1], "anchor": "y2", "title": {"text": "unit"}},
+        yaxis2={"domain": [0, 0.38], "anchor": "x2", "title": {"text": "steps"}, "type": "log"},
+        height=520, margin=dict(l=60, r=10, t=40, b=40), legend={"orientation": "h", "y": 1.1},
+        title={"text": f"memory ledger · layer {layer}: what c keeps and writes; each unit's time constant",
+               "font": {"size": 14}},
+    )
+    return dict(data=data, layout=layout)
+
+
+def loss_spec(losses: list[float], threshold: float) -> dict:
+    """A training loss curve against its stated target."""
+    steps = list(range(1, len(losses) + 1))
+    return dict(
+        data=[dict(type="scatter", mode="lines", x=steps, y=list(map(float, losses)), name="loss",
+                   hovertemplate="step %{x}<br>loss %{y:.4f}<extra></extra>")],
+        layout=dict(height=260, margin=dict(l=60, r=10, t=30, b=40), title={"text": "training loss"},
+                    xaxis={"title": {"text": "step"}}, yaxis={"title": {"text": "MSE"}, "type": "log"},
+                    shapes=[dict(type="line", xref="paper", x0=0, x1=1, y0=threshold, y1=threshold,
+                                 line={"color": "#2ca02c", "dash": "dash"})],
+                    annotations=[dict(text=f"target {threshold:g}", xref="paper", x=1, y=np.log10(threshold),
+                                      xanchor="right", yanchor="bottom", showarrow=False)]),
+    )
+
+
 # --- to Plotly figures ---------------------------------------------------------------------------
 
 def figure(spec: dict) -> go.Figure:
@@ -213,6 +339,10 @@ def step_heatmap(trace: Trace, name: str, t: int, layer: int = 0, direction: int
 def over_time_figure(trace: Trace, t: int, layer: int = 0, direction: int = 0, batch: int = 0,
                      time_labels: list[str] | None = None) -> go.Figure:
     return figure(over_time_spec(trace, t, layer, direction, batch, time_labels))
+
+
+def unit_figure(trace: Trace, unit: int, batch: int = 0, t: int | None = None) -> go.Figure:
+    return figure(unit_spec(trace, unit, batch, t))
 
 
 class Prevalidated(go.Figure):

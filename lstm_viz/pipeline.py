@@ -158,10 +158,22 @@ def parity_against_torch(model: InstrumentedLSTM, x: torch.Tensor, trace: Trace)
     return diffs
 
 
-def run(config: AppConfig, seq: SequenceInput) -> Run:
-    """Build the model for `config`, feed it `seq`, trace it and check it against nn.LSTM."""
-    lstm_config = config.lstm_config(seq.input_size if config.input_source in DATA_SIZED_SOURCES else None)
-    model = make_model(lstm_config, config.seed, config.device, config.dtype)
+def adopt_model(weights: InstrumentedLSTM, config: AppConfig) -> InstrumentedLSTM:
+    """A given model (loaded or trained) with the app's batch_first, device and dtype; its sizes stay its own."""
+    options = weights.config.to_dict() | {"batch_first": config.batch_first, "dropout": 0.0}
+    model = InstrumentedLSTM(**options, dtype=DTYPES[config.dtype])
+    model.load_state_dict({k: v.to(DTYPES[config.dtype]) for k, v in weights.state_dict().items()})
+    return model.to(config.device).eval()
+
+
+def run(config: AppConfig, seq: SequenceInput, weights: InstrumentedLSTM | None = None) -> Run:
+    """Build the model for `config` (or adopt `weights`), feed it `seq`, trace it and check it against nn.LSTM."""
+    if weights is not None:
+        model = adopt_model(weights, config)
+        lstm_config = model.config
+    else:
+        lstm_config = config.lstm_config(seq.input_size if config.input_source in DATA_SIZED_SOURCES else None)
+        model = make_model(lstm_config, config.seed, config.device, config.dtype)
     x = model_input(seq, lstm_config, config.device, config.dtype)
     trace = model.trace(x)
     return Run(model, x, seq, trace, parity_against_torch(model, x, trace))

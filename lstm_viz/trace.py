@@ -106,6 +106,24 @@ class Trace:
             self._arrays[key] = compute()
         return self._arrays[key]
 
+    # --- notebook API: one call per figure (Plotly figures; the app uses lstm_viz.figures directly) ---
+
+    def heatmap(self, name: str, t: int, layer: int = 0, direction: int = 0):
+        """`name` (f, i, g, o, c or h) at step t: batch × units."""
+        from .figures import step_heatmap
+
+        return step_heatmap(self, name, t, layer, direction)
+
+    def over_time(self, name: str | None = None, unit: int | None = None, layer: int = 0, direction: int = 0,
+                  batch: int = 0, t: int = 0):
+        """With `unit`: that unit's gates and states over time, every layer and direction. Without: all six
+        quantities as units × time for one layer (`name` is accepted for symmetry; all six are drawn)."""
+        from .figures import over_time_figure, unit_figure
+
+        if unit is not None:
+            return unit_figure(self, unit, batch)
+        return over_time_figure(self, t, layer, direction, batch)
+
     def to_numpy(self) -> dict[str, np.ndarray]:
         """Gates, states and outputs as numpy arrays (on the CPU), for plotting and export."""
         names = GATES + STATES + ("output", "h_n", "c_n", "h0", "c0")

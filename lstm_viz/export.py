@@ -1,0 +1,148 @@
+"""Export a Trace, a module's weights or a figure to files other tools read.
+
+The .npz layout written by `save_npz` (format version 1), one array per entry, all in the trace's dtype:
+
+    "f", "i", "g", "o", "c"          (num_layers, num_directions, seq_len, batch, hidden_size)
+    "h"                              (num_layers, num_directions, seq_len, batch, proj_size or hidden_size)
+    "output", "h_n", "c_n"           as the forward returned them (unbatched input: no batch axis)
+    "h0", "c0"                       (num_layers, num_directions, batch, ·)
+    "layer_input_<k>"                (seq_len, batch, input size of layer k), for k = 0 .. num_layers - 1
+    "weight/<name>"                  each parameter under its nn.LSTM name, e.g. "weight/weight_ih_l0"
+    "meta"                           a 0-d str array holding JSON: {"format": "lstm_viz.trace", "version": 1,
+                                     "config": LSTMConfig.to_dict(), "batched", "engine", "dtype" (e.g. "float32"),
+                                     "weights": the weight names in order, "trace_meta": Trace.meta}
+
+numpy has no bfloat16: a bfloat16 trace stores the raw bits of every array as int16 (meta "dtype" says so).
+Nothing is pickled, so a file loads with np.load(..., allow_pickle=False).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+import plotly.io as pio
+import torch
+from torch import Tensor, nn
+
+from .config import LSTMConfig
+from .trace import Trace
+
+FORMAT = "lstm_viz.trace"
+VERSION = 1
+QUANTITIES = ("f", "i", "g", "o", "c", "h")
+STATE_ARRAYS = QUANTITIES + ("output", "h_n", "c_n", "h0", "c0")
+# Significant digits that make each float format round-trip exactly (max_digits10).
+DIGITS = {torch.float16: 5, torch.bfloat16: 4, torch.float32: 9, torch.float64: 17}
+
+
+def _to_numpy(t: Tensor) -> np.ndarray:
+    """A tensor as a contiguous CPU array; bfloat16 as its int16 bits."""
+    t = t.detach().cpu().contiguous()  # i, f, g, o are strided views into one gates buffer
+    return t.view(torch.int16).numpy() if t.dtype == torch.bfloat16 else t.numpy()
+
+
+def _to_tensor(a: np.ndarray, dtype: str) -> Tensor:
+    """The inverse of `_to_numpy`: a fresh contiguous CPU tensor."""
+    t = torch.tensor(a)  # a copy: never aliases the archive's buffer
+    return t.view(torch.bfloat16) if dtype == "bfloat16" else t
+
+
+def save_npz(trace: Trace, path_or_file) -> None:
+    """Write `trace` to a path or binary file as one compressed .npz (layout in the module docstring)."""
+    meta = {"format": FORMAT, "version": VERSION, "config": trace.config.to_dict(), "batched": trace.batched,
+            "engine": trace.engine, "dtype": str(trace.f.dtype).removeprefix("torch."),
+            "weights": list(trace.weights), "trace_meta": trace.meta}
+    arrays = {name: _to_numpy(getattr(trace, name)) for name in STATE_ARRAYS}
+    arrays |= {f"layer_input_{k}": _to_numpy(x) for k, x in enumerate(trace.layer_inputs)}
+    arrays |= {f"weight/{name}": _to_numpy(w) for name, w in trace.weights.items()}
+    arrays["meta"] = np.array(json.dumps(meta))
+    if isinstance(path_or_file, (str, os.PathLike)):
+        # np.savez_compressed would append ".npz" to a path without it; write exactly where asked.
+        with open(path_or_file, "wb") as fh:
+            np.savez_compressed(fh, allow_pickle=False, **arrays)
+    else:
+        np.savez_compressed(path_or_file, allow_pickle=False, **arrays)
+
+
+def load_npz(path_or_file) -> Trace:
+    """Read a Trace written by `save_npz`; ValueError if the file is not in that layout."""
+    try:
+        archive = np.load(path_or_file, allow_pickle=False)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"not an lstm_viz trace .npz (unreadable as .npz: {e})") from e
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError("not an lstm_viz trace .npz (a single .npy array, not an .npz archive)")
+    with archive:
+        meta = _read_meta(archive)
+        dtype = meta["dtype"]
+        num_layers = meta["config"]["num_layers"]
+        names = [*STATE_ARRAYS, *(f"layer_input_{k}" for k in range(num_layers)),
+                 *(f"weight/{w}" for w in meta["weights"])]
+        missing = [n for n in names if n not in archive.files]
+        if missing:
+            raise ValueError(f"lstm_viz trace .npz is missing arrays: {', '.join(missing)}")
+        try:
+            arrays = {n: _to_tensor(archive[n], dtype) for n in names}
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
+            raise ValueError(f"lstm_viz trace .npz has an unreadable array: {e}") from e
+    return Trace(
+        config=LSTMConfig(**meta["config"]),
+        **{n: arrays[n] for n in STATE_ARRAYS},
+        layer_inputs=[arrays[f"layer_input_{k}"] for k in range(num_layers)],
+        weights={w: arrays[f"weight/{w}"] for w in meta["weights"]},
+        batched=meta["batched"], engine=meta["engine"], meta=meta.get("trace_meta", {}),
+    )
+
+
+def _read_meta(archive: np.lib.npyio.NpzFile) -> dict:
+    """The archive's parsed "meta" entry, checked to be ours and of a version we read."""
+    if "meta" not in archive.files:
+        raise ValueError("not an lstm_viz trace .npz (no 'meta' entry)")
+    try:
+        meta = json.loads(str(archive["meta"][()]))
+    except (ValueError, TypeError) as e:  # also an object array, which allow_pickle=False refuses
+        raise ValueError(f"not an lstm_viz trace .npz ('meta' is not a JSON string: {e})") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"not an lstm_viz trace .npz ('meta' lacks format {FORMAT!r})")
+    if meta.get("version") != VERSION:
+        raise ValueError(f"unsupported lstm_viz trace .npz version {meta.get('version')!r}; this reads {VERSION}")
+    keys = {"config", "batched", "engine", "dtype", "weights"}
+    if not keys <= meta.keys():
+        raise ValueError(f"lstm_viz trace .npz 'meta' is missing {', '.join(sorted(keys - meta.keys()))}")
+    if not isinstance(meta["weights"], list) or not all(isinstance(w, str) for w in meta["weights"]):
+        raise ValueError("lstm_viz trace .npz 'meta' weights is not a list of names")
+    try:
+        LSTMConfig(**meta["config"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"lstm_viz trace .npz has an invalid config: {e}") from e
+    return meta
+
+
+def to_long_csv(trace: Trace) -> str:
+    """Every value of f, i, g, o, c, h as CSV rows `layer,direction,t,batch,unit,quantity,value`."""
+    digits = DIGITS.get(trace.f.dtype, 17)
+    lines = ["layer,direction,t,batch,unit,quantity,value"]
+    for q in QUANTITIES:
+        values = trace.get(q).detach().cpu()
+        # tolist() gives exact Python floats (also for bfloat16), in the same C order as ndindex.
+        for index, v in zip(np.ndindex(*values.shape), values.reshape(-1).tolist(), strict=True):
+            lines.append(f"{','.join(map(str, index))},{q},{v:.{digits}g}")
+    return "\n".join(lines) + "\n"
+
+
+def state_dict_bytes(module: nn.Module) -> bytes:
+    """`torch.save` of the module's state_dict, on the CPU: loads into a plain torch.nn.LSTM."""
+    # clone: a view would save its whole underlying storage; cpu: loads without a GPU.
+    state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def figure_html(fig) -> str:
+    """A Plotly figure (go.Figure or dict spec) as a standalone HTML page with plotly.js inlined."""
+    return pio.to_html(fig, include_plotlyjs=True, full_html=True)
