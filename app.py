@@ -336,12 +336,14 @@ def saturation_panel(trace) -> None:
     low = cols[0].slider("left-saturated below", 0.0, 0.5, 0.1, 0.01, key="sat_low")
     high = cols[1].slider("right-saturated above", 0.5, 1.0, 0.9, 0.01, key="sat_high")
     unit, batch = inspected(trace)
-    chart(figures.saturation_spec(analysis.saturation(trace, low, high), low, high, highlight_unit=unit), "saturation")
+    # Memoised on the (immutable) trace: a rerun for another timestep redoes none of this.
+    chart(trace.memo(("saturation", low, high, unit), lambda: figures.saturation_spec(
+        analysis.saturation(trace, low, high), low, high, highlight_unit=unit)), "saturation")
     st.caption("Each point is a unit: how often its gate is nearly shut (left) or nearly open (right). Units on the "
                "top axis act like switches held open; the chosen unit is drawn larger.")
     layer = min(st.session_state.get("layer", 0), trace.num_layers - 1)
-    ledger = analysis.memory_ledger(trace, layer, 0, batch)
-    chart(figures.ledger_spec(ledger, unit, layer), "ledger")
+    chart(trace.memo(("ledger", layer, batch, unit), lambda: figures.ledger_spec(
+        analysis.memory_ledger(trace, layer, 0, batch), unit, layer)), "ledger")
 
 
 def export_panel(result) -> None:
@@ -407,7 +409,8 @@ def main() -> None:
         st.fragment(run_every=PLAY_INTERVAL_S if playing else None)(step_view)(result, playing)
     with unit_tab:
         unit, batch = inspected(result.trace)
-        chart(figures.unit_spec(result.trace, unit, batch, time_labels=result.seq.labels), "unit_lines")
+        chart(result.trace.memo(("unit lines", unit, batch), lambda: figures.unit_spec(
+            result.trace, unit, batch, time_labels=result.seq.labels)), "unit_lines")
     with saturation_tab:
         saturation_panel(result.trace)
     with shapes_tab:

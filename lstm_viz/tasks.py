@@ -169,13 +169,16 @@ def train(task_name: str, *, steps: int | None = None, seed: int = 0, hidden_siz
     with torch.random.fork_rng(devices=[]):  # seeds the init without touching the caller's global RNG
         torch.manual_seed(seed)
         lstm, head = new_lstm(task, hidden), nn.Linear(hidden, task.output_size)
-        opt = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=task.lr)
+        params = [*lstm.parameters(), *head.parameters()]
+        opt = torch.optim.Adam(params, lr=task.lr)
         for step in range(1, steps + 1):
             x, y = make_batch(task, task.batch_size, data)
             out = head(lstm(x)[0])
             loss = nn.functional.mse_loss(out[-1] if task.last_step_only else out, y)
             opt.zero_grad()
             loss.backward()
+            # an occasional exploding gradient would otherwise undo what was learnt (a loss spike, measured)
+            nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             losses.append(loss.item())
             done = len(losses) >= SMOOTHING and smoothed(losses) < task.loss_threshold

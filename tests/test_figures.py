@@ -115,3 +115,29 @@ def test_io_shapes_match_nn_lstm(option):
     assert io["h_n"] == tuple(h_n.shape) and io["c_n"] == tuple(c_n.shape)
     assert {r.name: r.shape for r in shapes.weight_shapes(cfg)} == {k: tuple(v.shape)
                                                                    for k, v in ref.state_dict().items()}
+
+
+def test_notebook_api_returns_figures_of_the_trace(trace):
+    fig = trace.heatmap("c", t=3, layer=1, direction=1)
+    assert isinstance(fig, go.Figure)
+    np.testing.assert_allclose(decode_array(fig.to_dict()["data"][0]["z"]), trace.c[1, 1, 3].numpy(), rtol=1e-7)
+    lines = trace.over_time("c", unit=5)
+    c_line = next(d for d in lines.to_dict()["data"] if d["name"] == "c")  # first panel: layer 0, forward
+    np.testing.assert_allclose(decode_array(c_line["y"]), trace.c[0, 0, :, 0, 5].numpy(), rtol=1e-7)
+    assert all(d["name"] != "h" for d in lines.to_dict()["data"])  # unit 5 ≥ proj_size 4: h has no such unit
+    assert isinstance(trace.over_time(), go.Figure)
+
+
+def test_saturation_and_ledger_specs_are_valid(trace):
+    from lstm_viz import analysis
+    from lstm_viz.figures import ledger_spec, loss_spec, saturation_spec, unit_spec
+
+    sat = analysis.saturation(trace, 0.2, 0.8)
+    spec = saturation_spec(sat, 0.2, 0.8, highlight_unit=1)
+    go.Figure(spec)
+    first = spec["data"][0]
+    np.testing.assert_allclose(first["x"], sat["f"][0, 0, :, 0]) and np.testing.assert_allclose(
+        first["y"], sat["f"][0, 0, :, 1])
+    go.Figure(ledger_spec(analysis.memory_ledger(trace, 1, 1, 0), unit=2, layer=1))
+    go.Figure(unit_spec(trace, unit=0, batch=1, t=4))
+    go.Figure(loss_spec([1.0, 0.5, 0.1], threshold=0.2))
