@@ -38,6 +38,9 @@ def init_state_from_url() -> None:
     for key in VIEW_KEYS:
         if key in st.query_params and st.query_params[key].isdigit():
             st.session_state[key] = int(st.query_params[key])
+    for key, allowed in (("model_source", MODEL_SOURCES), ("task", tuple(tasks.TASKS))):
+        if st.query_params.get(key) in allowed:
+            st.session_state[key] = st.query_params[key]
     st.session_state["_url_problems"] = problems
 
 
@@ -400,7 +403,10 @@ def main() -> None:
     result = current_run(config, params, weights, weights_id, task_input)
     if result is None:
         return
-    st.query_params.from_dict(config.to_query() | {k: str(st.session_state.get(k, 0)) for k in VIEW_KEYS})
+    view = {k: str(st.session_state.get(k, 0)) for k in VIEW_KEYS}
+    if st.session_state.get("model_source", MODEL_SOURCES[0]) == "toy task":
+        view |= {"model_source": "toy task", "task": st.session_state.get("task", next(iter(tasks.TASKS)))}
+    st.query_params.from_dict(config.to_query() | view)
     parity_badge(result)
     step_tab, unit_tab, saturation_tab, shapes_tab, export_tab = st.tabs(
         ["Step through time", "Unit drill-down", "Saturation & memory", "Shapes", "Export"])

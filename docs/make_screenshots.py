@@ -3,6 +3,8 @@
 docs/screenshot-default.png  the default view: configuration, step controls and the six per-step heatmaps
 docs/screenshot-shapes.png   after the "nn.LSTM(10, 20, 2) on randn(5, 3, 10)" preset: the Shapes tab,
                              with the preset's explanation and the shape tables
+docs/screenshot-trained.png  the "remember the first value" toy task trained in the app: loss curve, gates
+                             over time (forget gates that hold)
 Needs the playwright Python package and a system Chromium (see tests/browser_support.py).
 """
 
@@ -74,6 +76,21 @@ def shapes_view(page, url: str, path: Path) -> None:
     page.screenshot(path=str(path), clip=union_box(boxes))
 
 
+def trained_view(page, url: str, path: Path) -> None:
+    """The memory toy task after training: its loss curve and the gates over time."""
+    page.goto(f"{url}/?model_source=toy+task&task=memory&timestep=3")
+    wait_for_app(page)
+    hide_toolbar(page)
+    page.get_by_role("button", name="Train").click()
+    page.get_by_text("Trained in").wait_for(timeout=120_000)
+    wait_for_app(page)
+    main_column = page.locator("[data-testid=stMain] h1").first.bounding_box()
+    over_time = page.locator("[data-testid=stPlotlyChart]").nth(2).bounding_box()  # loss, step, over time
+    top = main_column["y"] + main_column["height"]
+    bottom = over_time["y"] + over_time["height"] + 16
+    page.screenshot(path=str(path), clip={"x": 300, "y": top, "width": WIDTH - 300, "height": bottom - top})
+
+
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
@@ -84,9 +101,11 @@ def main() -> None:
             default_view(page, url, DOCS / "screenshot-default.png")
             page = browser.new_page(viewport={"width": WIDTH, "height": 3000})
             shapes_view(page, url, DOCS / "screenshot-shapes.png")
+            page = browser.new_page(viewport={"width": WIDTH, "height": 2400})
+            trained_view(page, url, DOCS / "screenshot-trained.png")
         finally:
             browser.close()
-    for name in ("screenshot-default.png", "screenshot-shapes.png"):
+    for name in ("screenshot-default.png", "screenshot-shapes.png", "screenshot-trained.png"):
         print(DOCS / name)
 
 

@@ -106,8 +106,8 @@ def step_spec(trace: Trace, t: int, layer: int = 0, direction: int = 0, highligh
         data.append(dict(type="heatmap", z=typed_array(trace.array(name)[layer, direction, t]), name=name,
                          coloraxis=QUANTITIES[name].colour_axis,
                          hovertemplate=_hover(name, t, "%{y}"), xaxis=f"x{axis}", yaxis=f"y{axis}"))
-        layout[f"xaxis{axis}"] = {"domain": STEP_COLUMNS[col], "anchor": f"y{axis}",
-                                  "title": {"text": "unit"}, "dtick": _tick_step(width)}
+        layout[f"xaxis{axis}"] = {"domain": STEP_COLUMNS[col], "anchor": f"y{axis}", "dtick": _tick_step(width),
+                                  "title": {"text": "unit" if row == 1 else ""}}  # once: keeps titles apart
         layout[f"yaxis{axis}"] = {"domain": [top - 0.34, top - 0.06], "anchor": f"x{axis}",
                                   "autorange": "reversed", "dtick": _tick_step(batch),
                                   "title": {"text": "batch" if col == 0 else ""}}
@@ -192,7 +192,8 @@ def _column_box(x: int, xref: str, yref: str, y0: float, y1: float) -> dict:
 
 
 def _tick_step(n: int) -> int:
-    return max(1, int(np.ceil(n / 20)))
+    """Tick spacing that keeps about ten labels on a small panel's axis."""
+    return max(1, int(np.ceil(n / 10)))
 
 
 # --- one unit, and saturation ----------------------------------------------------------------------

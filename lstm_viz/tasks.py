@@ -15,6 +15,8 @@ from .model import InstrumentedLSTM
 from .trace import Trace
 
 BRACKET_VOCAB = ("(", ")", "a", "b")
+# A linear head reads depth off tanh-squashed states, which works for a few levels, not for arbitrary depth.
+BRACKET_MAX_DEPTH = 4
 SMOOTHING = 20  # the loss compared with a task's threshold is the mean of this many last steps
 PROGRESS_EVERY = 10
 FORGET_BIAS = 2.0  # added to the forget gate's bias at init, split over bias_ih and bias_hh
@@ -92,8 +94,9 @@ def make_batch(task: Task | str, batch_size: int, generator: torch.Generator) ->
         for t in range(T):
             u = torch.rand(B, generator=generator)
             letter = torch.randint(2, 4, (B,), generator=generator)
-            # open 35%, close 35% (only when something is open, so strings stay balanced-ish), else a letter
-            ch = torch.where(u < 0.35, 0, torch.where((u < 0.7) & (depth > 0), 1, letter))
+            # open 35%, close 35%, else a letter; never close below 0 (balanced-ish) or open past BRACKET_MAX_DEPTH
+            can_open, can_close = depth < BRACKET_MAX_DEPTH, depth > 0
+            ch = torch.where((u < 0.35) & can_open, 0, torch.where((u >= 0.35) & (u < 0.7) & can_close, 1, letter))
             depth = depth + (ch == 0).long() - (ch == 1).long()
             ids[t], depths[t] = ch, depth
         x = nn.functional.one_hot(ids, len(BRACKET_VOCAB)).float()

@@ -150,3 +150,18 @@ def test_play_advances_on_its_own(default_page):
         wait_for_app(page, t=(start + 2) % seq_len, timeout_ms=6_000)
     finally:
         page.get_by_role("button", name="Pause").click()
+
+
+def test_train_a_toy_task_then_step_through_its_trace(server, page):
+    page.goto(f"{server}/?model_source=toy+task&task=memory")
+    wait_for_app(page, t=0)
+    untrained = assert_step_heatmaps(page, 0)
+    page.get_by_role("button", name="Train").click()
+    page.get_by_text("Trained in").wait_for(timeout=120_000)
+    wait_for_app(page, t=0)
+    trained = assert_step_heatmaps(page, 0)
+    assert trained["forget gate"] != untrained["forget gate"]  # training changed the gates
+    page.get_by_role("button", name="Next").click()
+    wait_for_app(page, t=1)
+    assert_step_heatmaps(page, 1)
+    screenshot(page, "browser-trained-memory-t1.png")
