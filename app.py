@@ -175,11 +175,11 @@ def toy_task(config: AppConfig):
         bar.empty()
     result = trained.get((task.name, config.seed))
     if result is None:
-        st.info("Untrained: these are random weights with the task's sizes. Press Train to see what training does "
-                "to the gates.")
+        st.info("Untrained: random weights with the task's sizes (forget-gate bias +2, as training starts). Press "
+                "Train to see what training does to the gates.")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            untrained = torch.nn.LSTM(task.input_size, task.hidden_size)
+            untrained = tasks.new_lstm(task)  # as training starts it
         return InstrumentedLSTM.from_torch(untrained), f"untrained {task.name} {config.seed}"
     verdict = "reached" if result.final_loss < task.loss_threshold else "did not reach"
     st.caption(f"Trained in {result.steps} steps ({result.seconds:.1f} s): loss {result.final_loss:.4f}, "

@@ -147,7 +147,7 @@ def test_play_advances_on_its_own(default_page):
     seq_len = int(timestep_slider(page).get_attribute("max")) + 1
     page.get_by_role("button", name="Play").click()
     try:  # the click itself moves one step; a second one comes only from run_every (0.6 s)
-        wait_for_app(page, t=(start + 2) % seq_len, timeout_ms=6_000)
+        wait_for_app(page, t=(start + 2) % seq_len, timeout_ms=30_000)
     finally:
         page.get_by_role("button", name="Pause").click()
 
