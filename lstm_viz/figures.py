@@ -27,6 +27,8 @@ DIVERGING_SCALE = plotly.colors.get_colorscale("RdBu_r")
 # Values one over-time figure may carry (float32 on the wire: ~4/3 × 4 bytes each, base64): ~1 MB.
 OVER_TIME_MAX_VALUES = 200_000
 MARKER = {"color": "#ff7f0e", "width": 2}
+# Points one line may carry; longer sequences are drawn every k-th step (and the title says so).
+LINE_MAX_POINTS = 4000
 
 
 @dataclass(frozen=True)
@@ -208,14 +210,15 @@ def unit_spec(trace: Trace, unit: int, batch: int = 0, t: int | None = None,
     n, gap = len(panels), 0.06
     height = (1 - gap * (n - 1)) / n
     data, layout, annotations = [], {}, []
-    steps = np.arange(trace.seq_len)
+    stride = line_stride(trace.seq_len)
+    steps = np.arange(0, trace.seq_len, stride)
     for k, (layer, d) in enumerate(panels):
         axis = "" if k == 0 else str(k + 1)
         top = 1 - k * (height + gap)
         for name in DISPLAY_ORDER:
             if name == "h" and unit >= trace.h.shape[-1]:
                 continue  # projected h has fewer units
-            y = trace.array(name)[layer, d, :, batch, unit]
+            y = trace.array(name)[layer, d, ::stride, batch, unit]
             data.append(dict(type="scatter", mode="lines", x=steps, y=typed_array(y), name=name, legendgroup=name,
                              showlegend=k == 0, line={"color": LINE_COLOURS[name], "width": 1.6}, xaxis="x",
                              yaxis=f"y{axis}", hovertemplate=_line_hover(name, unit, batch, layer, d)))
@@ -229,8 +232,17 @@ def unit_spec(trace: Trace, unit: int, batch: int = 0, t: int | None = None,
     shapes = [] if t is None else [dict(type="line", xref="x", yref="paper", x0=t, x1=t, y0=0, y1=1, line=MARKER)]
     layout |= dict(xaxis=xaxis, annotations=annotations, shapes=shapes, height=230 * n + 80,
                    margin=dict(l=60, r=10, t=40, b=40), legend={"orientation": "h", "y": 1.06},
-                   title={"text": f"unit {unit} over time · batch {batch}", "font": {"size": 14}})
+                   title={"text": f"unit {unit} over time · batch {batch}" + _every(stride, trace.seq_len),
+                          "font": {"size": 14}})
     return dict(data=data, layout=layout)
+
+
+def line_stride(seq_len: int) -> int:
+    return max(1, -(-seq_len // LINE_MAX_POINTS))
+
+
+def _every(stride: int, seq_len: int) -> str:
+    return "" if stride == 1 else f" · a point every {stride} steps of {seq_len:,}"
 
 
 def _line_hover(name: str, unit: int, batch: int, layer: int, direction: int) -> str:
@@ -279,8 +291,9 @@ def saturation_spec(fractions: dict[str, np.ndarray], low: float, high: float,
 def ledger_spec(ledger: dict[str, np.ndarray], unit: int, layer: int) -> dict:
     """The memory ledger of one unit: per step what c keeps (f ⊙ c_{t−1}) and writes (i ⊙ g); and every
     unit's effective time constant −1/log(mean f)."""
-    kept, written = ledger["kept"][:, unit], ledger["written"][:, unit]
-    steps = np.arange(len(kept))
+    stride = line_stride(len(ledger["kept"]))
+    kept, written = ledger["kept"][::stride, unit], ledger["written"][::stride, unit]
+    steps = np.arange(0, len(ledger["kept"]), stride)
     tau = np.asarray(ledger["time_constant"], dtype=np.float64)
     shown = np.where(np.isfinite(tau), tau, np.nan)  # a gate stuck at 1 keeps forever: no bar
     colours = ["#d62728" if u == unit else "#1f77b4" for u in range(len(tau))]
@@ -301,7 +314,8 @@ def ledger_spec(ledger: dict[str, np.ndarray], unit: int, layer: int) -> dict:
         xaxis2={"domain": [0, 1], "anchor": "y2", "title": {"text": "unit"}},
         yaxis2={"domain": [0, 0.38], "anchor": "x2", "title": {"text": "steps"}, "type": "log"},
         height=520, margin=dict(l=60, r=10, t=40, b=40), legend={"orientation": "h", "y": 1.1},
-        title={"text": f"memory ledger · layer {layer}: what c keeps and writes; each unit's time constant",
+        title={"text": f"memory ledger · layer {layer}: what c keeps and writes; each unit's time constant"
+               + _every(stride, len(ledger["kept"])),
                "font": {"size": 14}},
     )
     return dict(data=data, layout=layout)

@@ -141,3 +141,19 @@ def test_saturation_and_ledger_specs_are_valid(trace):
     go.Figure(ledger_spec(analysis.memory_ledger(trace, 1, 1, 0), unit=2, layer=1))
     go.Figure(unit_spec(trace, unit=0, batch=1, t=4))
     go.Figure(loss_spec([1.0, 0.5, 0.1], threshold=0.2))
+
+
+def test_long_sequences_thin_the_lines_and_say_so():
+    from lstm_viz import analysis
+    from lstm_viz.figures import LINE_MAX_POINTS, ledger_spec, unit_spec
+
+    torch.manual_seed(0)
+    tr = InstrumentedLSTM(2, 4).trace(torch.randn(10_001, 1, 2))
+    spec = unit_spec(tr, unit=1)
+    c_line = next(d for d in spec["data"] if d["name"] == "c")
+    y = decode_array(c_line["y"])
+    assert len(y) <= LINE_MAX_POINTS and c_line["x"][1] - c_line["x"][0] == 3
+    np.testing.assert_allclose(y, tr.c[0, 0, ::3, 0, 1].numpy(), rtol=1e-7)
+    assert "a point every 3 steps of 10,001" in spec["layout"]["title"]["text"]
+    ledger = ledger_spec(analysis.memory_ledger(tr), unit=1, layer=0)
+    assert len(decode_array(ledger["data"][0]["y"])) <= LINE_MAX_POINTS
