@@ -24,6 +24,7 @@ DEFAULT_TYPED = "0.0, 1.0\n0.5, 0.5\n1.0, 0.0\n0.5, -0.5\n0.0, -1.0"
 DEFAULT_TEXT = "hello, lstm"
 VIEW_KEYS = ("timestep", "layer")
 MODEL_SOURCES = ("random init", "uploaded weights", "toy task")
+VIEWS = ("Step through time", "Unit drill-down", "Saturation & memory", "Shapes", "Export")
 
 
 def init_state_from_url() -> None:
@@ -408,21 +409,26 @@ def main() -> None:
         view |= {"model_source": "toy task", "task": st.session_state.get("task", next(iter(tasks.TASKS)))}
     st.query_params.from_dict(config.to_query() | view)
     parity_badge(result)
-    step_tab, unit_tab, saturation_tab, shapes_tab, export_tab = st.tabs(
-        ["Step through time", "Unit drill-down", "Saturation & memory", "Shapes", "Export"])
-    with step_tab:
-        playing = st.session_state.get("playing", False)
-        st.fragment(run_every=PLAY_INTERVAL_S if playing else None)(step_view)(result, playing)
-    with unit_tab:
-        unit, batch = inspected(result.trace)
-        chart(result.trace.memo(("unit lines", unit, batch), lambda: figures.unit_spec(
-            result.trace, unit, batch, time_labels=result.seq.labels)), "unit_lines")
-    with saturation_tab:
-        saturation_panel(result.trace)
-    with shapes_tab:
-        shapes_panel(result, config)
-    with export_tab:
-        export_panel(result)
+    # Lazy tabs: only the open one runs, so a rerun costs what the visible view needs.
+    step_tab, unit_tab, saturation_tab, shapes_tab, export_tab = st.tabs(VIEWS, key="view", on_change="rerun")
+    if step_tab.open:
+        with step_tab:
+            playing = st.session_state.get("playing", False)
+            st.fragment(run_every=PLAY_INTERVAL_S if playing else None)(step_view)(result, playing)
+    if unit_tab.open:
+        with unit_tab:
+            unit, batch = inspected(result.trace)
+            chart(result.trace.memo(("unit lines", unit, batch), lambda: figures.unit_spec(
+                result.trace, unit, batch, time_labels=result.seq.labels)), "unit_lines")
+    if saturation_tab.open:
+        with saturation_tab:
+            saturation_panel(result.trace)
+    if shapes_tab.open:
+        with shapes_tab:
+            shapes_panel(result, config)
+    if export_tab.open:
+        with export_tab:
+            export_panel(result)
 
 
 main()

@@ -74,7 +74,7 @@ def test_each_config_widget_runs(app, key, kind, value):
     assert at.session_state[key] == value
     if value != "file":  # the file source waits for an upload and says so
         assert not at.error, [e.value for e in at.error]
-        assert len(at.get("plotly_chart")) == 5  # step, over time, unit lines, saturation, ledger
+        assert len(at.get("plotly_chart")) == 2  # step and over time: the other tabs run only when open
 
 
 def test_device_widget_is_disabled_without_cuda(app):
@@ -142,7 +142,7 @@ def test_impossible_config_is_an_error_not_a_crash():
     at.number_input(key="proj_size").set_value(8).run()  # = hidden_size
     assert_clean(at)
     assert at.error and "proj_size has to be smaller than hidden_size" in at.error[0].value
-    assert len(at.get("plotly_chart")) == 5  # step, over time, unit lines, saturation, ledger
+    assert len(at.get("plotly_chart")) == 2  # step and over time: the other tabs run only when open
 
 
 def test_parity_badge_within_tolerance(app):
@@ -153,7 +153,7 @@ def test_parity_badge_within_tolerance(app):
 
 
 def test_classic_preset_and_shapes_tables():
-    at = start()
+    at = start(view="Shapes")
     at.button(key="preset_classic").click().run()
     assert_clean(at)
     io = shapes_table(at)

@@ -99,10 +99,13 @@ def test_toy_task_trains_in_the_app_and_its_gates_are_traced():
 
 
 def test_drill_down_saturation_and_export_tabs():
-    at = start(hidden_size=6, num_layers=2, bidirectional=True, unit=4)
+    at = start(hidden_size=6, num_layers=2, bidirectional=True, unit=4, view="Unit drill-down")
     assert_clean(at)
+    assert len(at.get("plotly_chart")) == 1  # lazy tabs: only the open one ran
     lines = chart(at, "unit_lines")
     assert {d["name"] for d in lines["data"]} == set("fiogch") and len(lines["data"]) == 6 * 4  # 2 layers × 2 dirs
+    at.session_state["view"] = "Saturation & memory"
+    at.run()
     saturation = chart(at, "saturation")
     assert len(saturation["data"]) == 3 * 4  # three gates, each a scatter per layer-direction
     xs = np.concatenate([np.asarray(d["x"]) for d in saturation["data"]])
@@ -111,5 +114,8 @@ def test_drill_down_saturation_and_export_tabs():
     assert_clean(at)
     ledger = chart(at, "ledger")
     assert len(ledger["data"]) == 4
+    at.session_state["view"] = "Export"
+    at.run()
+    assert_clean(at)
     labels = {b.label for b in at.get("download_button")}
     assert {"Trace (.npz)", "Trace (long CSV)", "Weights (.pt)"} <= labels
