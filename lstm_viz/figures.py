@@ -364,11 +364,11 @@ class Prevalidated(go.Figure):
     """A spec that the tests validate, handed to a consumer that calls to_dict() (st.plotly_chart does).
 
     to_dict() returns the spec as it is: no validation and no deep copy on every step. Only for specs
-    built by this module; use `figure(spec)` for anything else.
+    built by this module; use `figure(spec)` for anything else. It skips go.Figure's own initialisation
+    too (a deep copy of the default template), so it is a carrier only: to_dict() is all it offers.
     """
 
-    def __init__(self, spec: dict):
-        super().__init__()
+    def __init__(self, spec: dict):  # noqa: D107 - deliberately no super().__init__(): see above
         self._spec = spec
 
     def to_dict(self) -> dict:
