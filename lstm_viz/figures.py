@@ -24,8 +24,8 @@ from .trace import Trace
 # Explicit lists, not names: plotly.js knows "Viridis" but not plotly.py's "RdBu_r", and specs reach it unvalidated.
 GATE_SCALE = plotly.colors.get_colorscale("Viridis")
 DIVERGING_SCALE = plotly.colors.get_colorscale("RdBu_r")
-# Values one over-time figure may carry (float32 on the wire: ~4/3 × 4 bytes each, base64): ~1 MB.
-OVER_TIME_MAX_VALUES = 200_000
+# Values one over-time figure may carry (float32 on the wire: ~4/3 × 4 bytes each, base64): ~0.65 MB.
+OVER_TIME_MAX_VALUES = 120_000
 MARKER = {"color": "#ff7f0e", "width": 2}
 # Points one line may carry; longer sequences are drawn every k-th step (and the title says so).
 LINE_MAX_POINTS = 4000
