@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from app_support import APP, assert_clean, start
 from figure_data import chart, heatmap_z
 from streamlit.testing.v1 import AppTest
 
@@ -14,19 +13,7 @@ from lstm_viz.figures import DISPLAY_ORDER
 from lstm_viz.inputs import random_tensor
 from lstm_viz.pipeline import AppConfig, make_model
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 pytestmark = pytest.mark.app
-
-
-def start(**state) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    for key, value in state.items():
-        at.session_state[key] = value
-    return at.run()
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
 
 
 def reference_trace(config: AppConfig):

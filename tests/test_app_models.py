@@ -9,24 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from app_support import assert_clean, start
 from figure_data import chart, decode_array
-from streamlit.testing.v1 import AppTest
 
 from lstm_viz.tasks import TASKS
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 pytestmark = pytest.mark.app
-
-
-def start(**state) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=180)
-    for key, value in state.items():
-        at.session_state[key] = value
-    return at.run()
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
 
 
 def saved(obj) -> bytes:
