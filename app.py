@@ -11,7 +11,7 @@ from dataclasses import asdict, fields, replace
 import streamlit as st
 import torch
 
-from lstm_viz import InstrumentedLSTM, figures, shapes, tasks
+from lstm_viz import InstrumentedLSTM, LSTMConfig, figures, shapes, tasks
 from lstm_viz.inputs import MAX_BATCH, MAX_FEATURES, MAX_STEPS, SIGNAL_KINDS, InputError
 from lstm_viz.loading import WeightsError, describe, list_lstms, load_lstm
 from lstm_viz.pipeline import DATA_SIZED_SOURCES, DTYPES, INPUT_SOURCES, AppConfig, make_sequence, run
@@ -58,6 +58,15 @@ def load_classic_preset() -> None:
                             timestep=0, layer=0)
 
 
+def fixed_model_config(model_source: str):
+    """The config of the toy task's or the uploaded model (once loaded), for the sidebar to show."""
+    if model_source == "toy task":
+        task = tasks.TASKS[st.session_state.get("task", next(iter(tasks.TASKS)))]
+        return LSTMConfig(task.input_size, task.hidden_size)
+    loaded = st.session_state.get("_weights")
+    return loaded[1].config if loaded is not None else None
+
+
 def sidebar() -> AppConfig:
     """The Configure panel; returns the settings as plain values."""
     sb = st.sidebar
@@ -71,7 +80,10 @@ def sidebar() -> AppConfig:
                          key="weights_upload")
     elif model_source == "toy task":
         sb.selectbox("task", list(tasks.TASKS), key="task", format_func=lambda k: tasks.TASKS[k].title)
-    fixed = model_source != "random init"  # the weights fix the model's sizes
+    fixed = model_source != "random init"  # the weights fix the model's sizes: show theirs
+    if fixed and (known := fixed_model_config(model_source)) is not None:
+        for name in ("input_size", "hidden_size", "num_layers", "proj_size", "bidirectional", "bias"):
+            st.session_state[name] = getattr(known, name)
     source = sb.selectbox("input source", INPUT_SOURCES, key="input_source", disabled=model_source == "toy task",
                           help="typed, text and file inputs set seq_len, batch and input_size themselves")
     from_data = source in DATA_SIZED_SOURCES

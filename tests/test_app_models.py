@@ -73,6 +73,8 @@ def test_a_pickle_that_runs_code_is_refused_and_runs_nothing():
 def test_toy_task_trains_in_the_app_and_its_gates_are_traced():
     at = start(model_source="toy task", task="memory")
     assert_clean(at)
+    assert at.number_input(key="hidden_size").value == TASKS["memory"].hidden_size  # the sidebar shows its sizes
+    assert at.number_input(key="hidden_size").disabled
     assert any("Untrained" in i.value for i in at.info)
     at.button(key="train_task").click().run()
     assert_clean(at)
