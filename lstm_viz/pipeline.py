@@ -8,6 +8,7 @@ import torch
 
 from . import inputs
 from .config import LSTMConfig
+from .guard import check_trace
 from .inputs import SequenceInput, check_input_size
 from .model import InstrumentedLSTM
 from .trace import Trace
@@ -169,10 +170,13 @@ def adopt_model(weights: InstrumentedLSTM, config: AppConfig) -> InstrumentedLST
 def run(config: AppConfig, seq: SequenceInput, weights: InstrumentedLSTM | None = None) -> Run:
     """Build the model for `config` (or adopt `weights`), feed it `seq`, trace it and check it against nn.LSTM."""
     if weights is not None:
-        model = adopt_model(weights, config)
-        lstm_config = model.config
+        lstm_config = replace(weights.config, batch_first=config.batch_first)
     else:
         lstm_config = config.lstm_config(seq.input_size if config.input_source in DATA_SIZED_SOURCES else None)
+    check_trace(lstm_config, seq.seq_len, seq.batch_size, DTYPES[config.dtype].itemsize)  # before any heavy work
+    if weights is not None:
+        model = adopt_model(weights, config)
+    else:
         model = make_model(lstm_config, config.seed, config.device, config.dtype)
     x = model_input(seq, lstm_config, config.device, config.dtype)
     trace = model.trace(x)

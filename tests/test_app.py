@@ -184,3 +184,14 @@ def test_url_round_trip():
     assert any("num_layers" in w.value for w in at.warning)
     at.number_input(key="hidden_size").set_value(7).run()
     assert at.query_params["hidden_size"] == ["7"] or at.query_params["hidden_size"] == "7"
+
+
+def test_a_trace_too_big_for_the_server_is_refused_and_the_last_good_view_stays():
+    at = start()
+    good = step_z(at, "f")
+    at.number_input(key="hidden_size").set_value(2048)
+    at.number_input(key="num_layers").set_value(8)
+    at.number_input(key="seq_len").set_value(100_000).run()
+    assert_clean(at)
+    assert at.error and "GB of memory" in at.error[0].value and "lower seq_len" in at.error[0].value
+    np.testing.assert_array_equal(step_z(at, "f"), good)

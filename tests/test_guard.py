@@ -1,0 +1,32 @@
+"""The resource guard: its estimates are what traces really take, and it refuses what would not fit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lstm_viz import InstrumentedLSTM, LSTMConfig
+from lstm_viz.guard import ResourceError, check_trace, trace_bytes
+
+
+@pytest.mark.parametrize("option", [dict(), dict(num_layers=3, bidirectional=True), dict(proj_size=3, num_layers=2)])
+def test_estimate_is_the_trace_tensors(option):
+    cfg = LSTMConfig(5, 7, **option)
+    model = InstrumentedLSTM(**cfg.to_dict())
+    tr = model.trace(torch.randn(11, 3, 5))
+    values = 4 * tr.f.numel() + tr.c.numel() + tr.h.numel() + sum(x.numel() for x in tr.layer_inputs)  # 4 gates
+    held = values * tr.f.element_size()
+    held += 2 * sum(p.numel() * p.element_size() for p in model.parameters())  # the model's and the trace's copy
+    assert trace_bytes(cfg, 11, 3) == held
+
+
+def test_small_traces_pass_and_huge_ones_are_refused_with_advice(monkeypatch):
+    check_trace(LSTMConfig(4, 8), 12, 2)  # the app's default: no complaint
+    with pytest.raises(ResourceError, match=r"needs about .* GB of memory.*seq_len ≤ [\d,]+ would fit.*lower seq_len"):
+        check_trace(LSTMConfig(4, 2048, num_layers=8), 100_000, 1)
+    monkeypatch.setenv("LSTM_VIZ_MAX_TRACE_S", "1")
+    with pytest.raises(ResourceError, match=r"would take about [\d,]+ s, the limit here is 1 s"):
+        check_trace(LSTMConfig(256, 1024, num_layers=2), 2_000, 64)
+    monkeypatch.setenv("LSTM_VIZ_MAX_TRACE_GB", "1000")
+    monkeypatch.setenv("LSTM_VIZ_MAX_TRACE_S", "1e9")
+    check_trace(LSTMConfig(4, 2048, num_layers=8), 100_000, 1)  # a bigger server may allow it
