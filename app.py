@@ -21,6 +21,7 @@ from lstm_viz.views import (
     export_panel,
     inspected,
     parity_badge,
+    play_button,
     saturation_panel,
     shapes_panel,
     step_view,
@@ -278,8 +279,8 @@ def main() -> None:
     step_tab, unit_tab, saturation_tab, shapes_tab, export_tab = st.tabs(VIEWS, key="view", on_change="rerun")
     if step_tab.open:
         with step_tab:
-            playing = st.session_state.get("playing", False)
-            st.fragment(run_every=PLAY_INTERVAL_S if playing else None)(step_view)(result, playing)
+            playing = play_button()
+            st.fragment(run_every=PLAY_INTERVAL_S if playing else None)(step_view)(result)
     if unit_tab.open:
         with unit_tab:
             unit, batch = inspected(result.trace)

@@ -30,8 +30,21 @@ def parity_badge(result) -> None:
         + f" · input: {result.seq.source}")
 
 
+def play_button() -> bool:
+    """Play/Pause. It lives outside the step fragment on purpose: its click reruns the whole app, which starts
+    (or stops) the fragment's timer; returns whether playing."""
+    def toggle_play() -> None:
+        st.session_state["playing"] = not st.session_state.get("playing", False)
+
+    playing = st.session_state.get("playing", False)
+    st.button("Pause" if playing else "Play", key="play", on_click=toggle_play,
+              icon=":material/pause:" if playing else ":material/play_arrow:",
+              help=f"step through time every {PLAY_INTERVAL_S} s")
+    return st.session_state.get("playing", False)
+
+
 def step_controls(seq_len: int, num_layers: int, bidirectional: bool) -> tuple[int, int, int]:
-    """Timestep slider, previous/next, play/pause, layer and direction; returns (t, layer, direction)."""
+    """Timestep slider, previous/next, layer and direction; returns (t, layer, direction)."""
     st.session_state["timestep"] = min(st.session_state.get("timestep", 0), seq_len - 1)
     st.session_state["layer"] = min(st.session_state.get("layer", 0), num_layers - 1)
     if st.session_state.get("playing"):
@@ -40,27 +53,20 @@ def step_controls(seq_len: int, num_layers: int, bidirectional: bool) -> tuple[i
     def shift(delta: int) -> None:
         st.session_state["timestep"] = (st.session_state["timestep"] + delta) % seq_len
 
-    def toggle_play() -> None:
-        st.session_state["playing"] = not st.session_state.get("playing", False)
-
-    playing = st.session_state.get("playing", False)
-    cols = st.columns([1.2, 1.2, 1.3, 5, 1.6, 1.6], vertical_alignment="bottom")
+    cols = st.columns([1.2, 1.2, 6.3, 1.6, 1.6], vertical_alignment="bottom")
     cols[0].button("Prev", key="prev", icon=":material/chevron_left:", on_click=shift, args=(-1,),
                    help="previous step (wraps around)")
     cols[1].button("Next", key="next", icon=":material/chevron_right:", on_click=shift, args=(1,),
                    help="next step (wraps around)")
-    cols[2].button("Pause" if playing else "Play", key="play", on_click=toggle_play,
-                   icon=":material/pause:" if playing else ":material/play_arrow:",
-                   help=f"step through time every {PLAY_INTERVAL_S} s")
     if seq_len > 1:
-        t = cols[3].slider("timestep t", 0, seq_len - 1, key="timestep")
+        t = cols[2].slider("timestep t", 0, seq_len - 1, key="timestep")
     else:
         t = 0
-        cols[3].caption("timestep t = 0 (a single step)")
-    layer = cols[4].selectbox("layer", list(range(num_layers)), key="layer")
+        cols[2].caption("timestep t = 0 (a single step)")
+    layer = cols[3].selectbox("layer", list(range(num_layers)), key="layer")
     direction = 0
     if bidirectional:
-        direction = cols[5].selectbox("direction", [0, 1], key="direction",
+        direction = cols[4].selectbox("direction", [0, 1], key="direction",
                                       format_func=lambda d: "reverse" if d else "forward")
     st.query_params.update({"timestep": str(t), "layer": str(layer)})
     return t, layer, direction
@@ -71,14 +77,8 @@ def chart(spec: dict, key: str) -> None:
     st.plotly_chart(figures.Prevalidated(spec), key=key, config={"displaylogo": False})
 
 
-def step_view(result, playing: bool) -> None:
-    """Everything that depends on the timestep; reruns alone when only the step changes.
-
-    `playing` is the play state this fragment was started with (its run_every): when Play/Pause flips it,
-    the whole app reruns so that the fragment restarts with the new timer.
-    """
-    if st.session_state.get("playing", False) != playing:
-        st.rerun(scope="app")
+def step_view(result) -> None:
+    """Everything that depends on the timestep; reruns alone when only the step changes (or on the timer)."""
     trace, seq = result.trace, result.seq
     t, layer, direction = step_controls(trace.seq_len, trace.num_layers, trace.num_directions == 2)
     label = f" (“{seq.labels[t]}”)" if seq.vocab is not None else ""
