@@ -59,10 +59,14 @@ def load_classic_preset() -> None:
                             timestep=0, layer=0)
 
 
+def chosen_task() -> tasks.Task:
+    return tasks.TASKS[st.session_state.get("task", next(iter(tasks.TASKS)))]
+
+
 def fixed_model_config(model_source: str):
     """The config of the toy task's or the uploaded model (once loaded), for the sidebar to show."""
     if model_source == "toy task":
-        task = tasks.TASKS[st.session_state.get("task", next(iter(tasks.TASKS)))]
+        task = chosen_task()
         return LSTMConfig(task.input_size, task.hidden_size)
     loaded = st.session_state.get("_weights")
     return loaded[1].config if loaded is not None else None
@@ -184,29 +188,30 @@ def uploaded_weights():
 
 def toy_task(config: AppConfig):
     """The chosen toy task: train it here (progress and loss curve), then its trained (or untrained) LSTM."""
-    task = tasks.TASKS[st.session_state.get("task", next(iter(tasks.TASKS)))]
-    trained = st.session_state.setdefault("_trained", {})
+    task = chosen_task()
+    trained = st.session_state.setdefault("_trained", {})  # (task, seed) -> (TrainResult, InstrumentedLSTM)
     st.markdown(f"**{task.title}**: {task.description}")
     cols = st.columns([1, 3])
     if cols[0].button(f"Train ({task.max_steps} steps at most)", key="train_task", icon=":material/model_training:"):
         bar = cols[1].progress(0.0, text="training…")
         report = lambda step, loss: bar.progress(min(1.0, step / task.max_steps),  # noqa: E731
                                                  text=f"step {step}: loss {loss:.4f}")
-        trained[(task.name, config.seed)] = tasks.train(task.name, seed=config.seed, progress=report)
+        result = tasks.train(task.name, seed=config.seed, progress=report)
+        trained[(task.name, config.seed)] = (result, InstrumentedLSTM.from_torch(result.lstm))
         bar.empty()
-    result = trained.get((task.name, config.seed))
-    if result is None:
+    if (task.name, config.seed) not in trained:
         st.info("Untrained: random weights with the task's sizes (forget-gate bias +2, as training starts). Press "
                 "Train to see what training does to the gates.")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             untrained = tasks.new_lstm(task)  # as training starts it
         return InstrumentedLSTM.from_torch(untrained), f"untrained {task.name} {config.seed}"
+    result, model = trained[(task.name, config.seed)]
     verdict = "reached" if result.final_loss < task.loss_threshold else "did not reach"
     st.caption(f"Trained in {result.steps} steps ({result.seconds:.1f} s): loss {result.final_loss:.4f}, "
                f"{verdict} the target {task.loss_threshold:g}.")
     chart(figures.loss_spec(result.losses, task.loss_threshold), "loss_curve")
-    return InstrumentedLSTM.from_torch(result.lstm), f"trained {task.name} {config.seed} {result.steps}"
+    return model, f"trained {task.name} {config.seed} {result.steps}"
 
 
 def chosen_model(config: AppConfig):
@@ -219,8 +224,7 @@ def chosen_model(config: AppConfig):
     if source == "toy task":
         with st.expander("Toy task", expanded=True):
             weights, identity = toy_task(config)
-        task = st.session_state.get("task", next(iter(tasks.TASKS)))
-        return weights, identity, tasks.example(task, seed=config.seed)
+        return weights, identity, tasks.example(chosen_task(), seed=config.seed)
     return None, "", None
 
 
@@ -272,7 +276,7 @@ def main() -> None:
         return
     view = {k: str(st.session_state.get(k, 0)) for k in VIEW_KEYS}
     if st.session_state.get("model_source", MODEL_SOURCES[0]) == "toy task":
-        view |= {"model_source": "toy task", "task": st.session_state.get("task", next(iter(tasks.TASKS)))}
+        view |= {"model_source": "toy task", "task": chosen_task().name}
     st.query_params.from_dict(config.to_query() | view)
     parity_badge(result)
     # Lazy tabs: only the open one runs, so a rerun costs what the visible view needs.

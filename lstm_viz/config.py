@@ -61,9 +61,14 @@ class LSTMConfig:
         """Features fed to `layer`: the input for layer 0, the previous layer's (both directions') h after."""
         return self.input_size if layer == 0 else self.real_hidden_size * self.num_directions
 
+    @staticmethod
+    def suffix(layer: int, direction: int) -> str:
+        """nn.LSTM's parameter-name suffix: "_l1", or "_l1_reverse" for the reverse direction."""
+        return f"_l{layer}" + ("_reverse" if direction == 1 else "")
+
     def param_names(self, layer: int, direction: int) -> list[str]:
         """nn.LSTM's parameter names for one layer and direction, in nn.LSTM's order."""
-        sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+        sfx = self.suffix(layer, direction)
         names = [f"weight_ih{sfx}", f"weight_hh{sfx}"]
         if self.bias:
             names += [f"bias_ih{sfx}", f"bias_hh{sfx}"]

@@ -156,7 +156,7 @@ class InstrumentedLSTM(nn.Module):
         return lstm.train(self.training)
 
     def direction_weights(self, layer: int, direction: int) -> DirectionWeights:
-        sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+        sfx = LSTMConfig.suffix(layer, direction)
         get = lambda kind: getattr(self, kind + sfx, None)  # noqa: E731
         return DirectionWeights(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"),
                                 get("weight_hr"))

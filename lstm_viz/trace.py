@@ -68,19 +68,25 @@ class Trace:
             raise KeyError(f"unknown quantity {name!r}; expected one of {GATES + STATES}")
         return getattr(self, name)
 
-    def h_prev(self, layer: int, direction: int, t: int) -> Tensor:
-        """h_{t−1} as seen by step t (h0 at the sequence start; for reverse, the start is t = T−1)."""
+    def _previous(self, state: str, layer: int, direction: int, t: int) -> Tensor:
+        """h or c as step t saw it: the previous step in this direction's order (t+1 for reverse), or the
+        initial state at the sequence start."""
         prev = t + 1 if direction == 1 else t - 1
-        return self.h0[layer, direction] if not 0 <= prev < self.seq_len else self.h[layer, direction, prev]
+        if 0 <= prev < self.seq_len:
+            return getattr(self, state)[layer, direction, prev]
+        return getattr(self, state + "0")[layer, direction]
+
+    def h_prev(self, layer: int, direction: int, t: int) -> Tensor:
+        """h_{t−1} as seen by step t."""
+        return self._previous("h", layer, direction, t)
 
     def c_prev(self, layer: int, direction: int, t: int) -> Tensor:
         """c_{t−1} as seen by step t."""
-        prev = t + 1 if direction == 1 else t - 1
-        return self.c0[layer, direction] if not 0 <= prev < self.seq_len else self.c[layer, direction, prev]
+        return self._previous("c", layer, direction, t)
 
     def gate_parts(self, gate: str, layer: int, direction: int, t: int) -> dict[str, Tensor]:
         """A gate's pre-activation at step t split into W x_t, W h_{t−1} and bias; each (B, H)."""
-        sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+        sfx = LSTMConfig.suffix(layer, direction)
         H = self.config.hidden_size
         rows = slice(GATE_ORDER.index(gate) * H, (GATE_ORDER.index(gate) + 1) * H)
         w = self.weights

@@ -39,7 +39,7 @@ def test_cell_and_hidden_follow_the_equations(option, engine, device):
     assert tr.engine == engine
     for layer in range(tr.num_layers):
         for d in range(tr.num_directions):
-            w_hr = tr.weights.get(f"weight_hr_l{layer}" + ("_reverse" if d else ""))
+            w_hr = tr.weights.get("weight_hr" + LSTMConfig.suffix(layer, d))
             for t in range(tr.seq_len):
                 f, i, g, o = (tr.get(q)[layer, d, t] for q in "figo")
                 c = tr.c[layer, d, t]
