@@ -12,9 +12,19 @@ import streamlit as st
 import torch
 
 from lstm_viz import InstrumentedLSTM, LSTMConfig, figures, shapes, tasks
-from lstm_viz.inputs import MAX_BATCH, MAX_FEATURES, MAX_STEPS, SIGNAL_KINDS, InputError
+from lstm_viz.guard import ResourceError
+from lstm_viz.inputs import MAX_BATCH, MAX_TYPED_CHARS, SIGNAL_KINDS, InputError
 from lstm_viz.loading import WeightsError, describe, list_lstms, load_lstm
-from lstm_viz.pipeline import DATA_SIZED_SOURCES, DTYPES, INPUT_SOURCES, AppConfig, make_sequence, run
+from lstm_viz.pipeline import (
+    DATA_SIZED_SOURCES,
+    DEVICES,
+    DTYPES,
+    INPUT_SOURCES,
+    LIMITS,
+    AppConfig,
+    make_sequence,
+    run,
+)
 from lstm_viz.views import (
     PLAY_INTERVAL_S,
     chart,
@@ -81,8 +91,8 @@ def sidebar() -> AppConfig:
     model_source = sb.selectbox("model", MODEL_SOURCES, key="model_source",
                                 help="random weights from the seed, your trained nn.LSTM, or a toy task trained here")
     if model_source == "uploaded weights":
-        sb.file_uploader("state_dict (.pt) saved with torch.save(lstm.state_dict(), path)", type=["pt", "pth", "bin"],
-                         key="weights_upload")
+        # No type= filter: Streamlit would raise on a wrong name before the script runs; the bytes are checked
+        sb.file_uploader("state_dict (.pt) saved with torch.save(lstm.state_dict(), path)", key="weights_upload")
     elif model_source == "toy task":
         sb.selectbox("task", list(tasks.TASKS), key="task", format_func=lambda k: tasks.TASKS[k].title)
     fixed = model_source != "random init"  # the weights fix the model's sizes: show theirs
@@ -95,31 +105,30 @@ def sidebar() -> AppConfig:
     set_by_data = "set by the input data" if from_data else None
     sb.subheader("Model")
     set_by_weights = "set by the weights" if fixed else None
-    sb.number_input("input_size", 1, MAX_FEATURES, key="input_size", disabled=from_data or fixed,
+    sb.number_input("input_size", *LIMITS["input_size"], key="input_size", disabled=from_data or fixed,
                     help=set_by_data or set_by_weights)
-    sb.number_input("hidden_size", 1, 2048, key="hidden_size", disabled=fixed, help=set_by_weights)
-    sb.number_input("num_layers", 1, 8, key="num_layers", disabled=fixed, help=set_by_weights)
-    sb.number_input("proj_size", 0, 2047, key="proj_size", disabled=fixed,
+    sb.number_input("hidden_size", *LIMITS["hidden_size"], key="hidden_size", disabled=fixed, help=set_by_weights)
+    sb.number_input("num_layers", *LIMITS["num_layers"], key="num_layers", disabled=fixed, help=set_by_weights)
+    sb.number_input("proj_size", *LIMITS["proj_size"], key="proj_size", disabled=fixed,
                     help=set_by_weights or "0: no projection; else < hidden_size")
     sb.checkbox("bidirectional", key="bidirectional", disabled=fixed, help=set_by_weights)
     sb.checkbox("bias", key="bias", disabled=fixed, help=set_by_weights)
     sb.checkbox("batch_first", key="batch_first", help="feed (batch, seq, features) instead of (seq, batch, …)")
     sb.subheader("Data")
-    sb.number_input("seq_len", 1, MAX_STEPS, key="seq_len", disabled=from_data, help=set_by_data)
-    sb.number_input("batch_size", 1, MAX_BATCH, key="batch_size", disabled=from_data, help=set_by_data)
-    sb.number_input("seed", 0, 2**31 - 1, key="seed", help="weights and random inputs")
+    sb.number_input("seq_len", *LIMITS["seq_len"], key="seq_len", disabled=from_data, help=set_by_data)
+    sb.number_input("batch_size", *LIMITS["batch_size"], key="batch_size", disabled=from_data, help=set_by_data)
+    sb.number_input("seed", *LIMITS["seed"], key="seed", help="weights and random inputs")
     sb.subheader("Run")
-    sb.selectbox("device", ["cpu", "cuda"], key="device", disabled=not CUDA_AVAILABLE)
+    if not CUDA_AVAILABLE:
+        st.session_state["device"] = "cpu"  # e.g. asked for by a link made on a GPU server
+    sb.selectbox("device", DEVICES, key="device", disabled=not CUDA_AVAILABLE)
     if not CUDA_AVAILABLE:
         sb.caption("CUDA is disabled: torch.cuda.is_available() is False on this server.")
     sb.selectbox("dtype", list(DTYPES), key="dtype")
     sb.subheader("Inspect")
     sb.number_input("unit", 0, 4095, key="unit", help="boxed in the heatmaps; its equation, lines and ledger below")
     sb.number_input("batch element", 0, MAX_BATCH - 1, key="batch_index", help="for the over-time and unit views")
-    values = {f.name: st.session_state[f.name] for f in fields(AppConfig)}
-    if values["device"] == "cuda" and not CUDA_AVAILABLE:
-        values["device"] = "cpu"  # e.g. from a link made on a GPU server
-    return AppConfig(**values)
+    return AppConfig(**{f.name: st.session_state[f.name] for f in fields(AppConfig)})
 
 
 def source_params(source: str) -> dict:
@@ -129,7 +138,8 @@ def source_params(source: str) -> dict:
                                          horizontal=True)}
     if source == "typed":
         text = st.text_area("one timestep per line (or ;), values split by commas or spaces; a blank line "
-                            "starts the next batch element", key="typed_text", height=140)
+                            "starts the next batch element", key="typed_text", height=140,
+                            max_chars=MAX_TYPED_CHARS)
         return {"text": text}
     if source == "signal":
         cols = st.columns(4)
@@ -141,7 +151,7 @@ def source_params(source: str) -> dict:
         return {"text": st.text_input("text: one character per step, one-hot over its characters",
                                       key="text_input")}
     upload = st.file_uploader("CSV (rows = steps, columns = features) or .npy (T, F) / (T, B, F)",
-                              type=["csv", "txt", "npy"], key="upload")
+                              key="upload")  # no type= filter (see weights_upload): load_file checks the name
     return {"name": upload.name, "data": upload.getvalue()} if upload else {"data": None}
 
 
@@ -152,7 +162,8 @@ def input_key(config: AppConfig, params: dict) -> str:
 
 
 def uploaded_weights():
-    """The uploaded state_dict's LSTM (the user picks one when several are inside), or None with a message."""
+    """The uploaded state_dict's LSTM (the user picks one when several are inside), or None (with a message) while
+    there is no upload; raises WeightsError, naming the file, when it cannot be used."""
     upload = st.session_state.get("weights_upload")
     if upload is None:
         st.info("Upload a state_dict saved with `torch.save(lstm.state_dict(), path)` (the sidebar, under model); "
@@ -165,8 +176,7 @@ def uploaded_weights():
         try:
             found = (digest, list_lstms(data))
         except WeightsError as err:
-            st.error(f"Weights problem in {upload.name}: {err}", icon="⚠️")
-            return None
+            raise WeightsError(f"{upload.name}: {err}") from None
         st.session_state["_lstms_found"] = found
     configs = found[1]
     prefix = next(iter(configs))
@@ -178,8 +188,7 @@ def uploaded_weights():
         try:
             cached = ((digest, prefix), load_lstm(data, prefix=prefix))
         except WeightsError as err:
-            st.error(f"Weights problem in {upload.name}: {err}", icon="⚠️")
-            return None
+            raise WeightsError(f"{upload.name}: {err}") from None
         st.session_state["_weights"] = cached
     st.caption(f"Loaded {upload.name}{' at ' + prefix if prefix else ''}: `{describe(cached[1].config)}` "
                "(batch_first is not stored in weights: set it in the sidebar)")
@@ -240,14 +249,21 @@ def current_run(config: AppConfig, params: dict, weights=None, weights_id: str =
         seq = task_input if task_input is not None else make_sequence(config, params)
         result = run(config, seq, weights)
     except (InputError, ValueError, TypeError, RuntimeError) as err:
-        kind = "Input" if isinstance(err, InputError) else "Configuration"
+        out_of_memory = isinstance(err, (ResourceError, torch.OutOfMemoryError)) or "allocate memory" in str(err)
+        kind = "Input" if isinstance(err, InputError) else "Resource" if out_of_memory else "Configuration"
         st.error(f"{kind} problem: {err}", icon="⚠️")
-        if last is not None:
-            st.info("Showing the last good input and configuration.")
-            return last[1]
-        return None
+        return last_good_run()
     st.session_state["_last_good"] = (key, result)
     return result
+
+
+def last_good_run():
+    """After a problem: the last run that worked (saying so), or None."""
+    last = st.session_state.get("_last_good")
+    if last is None:
+        return None
+    st.info("Showing the last good input and configuration.")
+    return last[1]
 
 
 def main() -> None:
@@ -263,15 +279,20 @@ def main() -> None:
     st.session_state.setdefault("signal_noise", 0.0)
     config = sidebar()
     st.title("lstm-viz: inside an LSTM")
-    model = chosen_model(config)
-    if model is None:
-        return
-    weights, weights_id, task_input = model
-    params = {}
-    if task_input is None:
-        with st.expander(f"Input: {config.input_source}", expanded=config.input_source != "random"):
-            params = source_params(config.input_source)
-    result = current_run(config, params, weights, weights_id, task_input)
+    try:
+        model = chosen_model(config)
+    except WeightsError as err:
+        st.error(f"Weights problem in {err}", icon="⚠️")
+        result = last_good_run()
+    else:
+        if model is None:
+            return  # no weights uploaded yet
+        weights, weights_id, task_input = model
+        params = {}
+        if task_input is None:
+            with st.expander(f"Input: {config.input_source}", expanded=config.input_source != "random"):
+                params = source_params(config.input_source)
+        result = current_run(config, params, weights, weights_id, task_input)
     if result is None:
         return
     view = {k: str(st.session_state.get(k, 0)) for k in VIEW_KEYS}
@@ -279,6 +300,8 @@ def main() -> None:
         view |= {"model_source": "toy task", "task": chosen_task().name}
     st.query_params.from_dict(config.to_query() | view)
     parity_badge(result)
+    if result.notice:
+        st.warning(result.notice, icon=":material/memory:")
     # Lazy tabs: only the open one runs, so a rerun costs what the visible view needs.
     step_tab, unit_tab, saturation_tab, shapes_tab, export_tab = st.tabs(VIEWS, key="view", on_change="rerun")
     if step_tab.open:

@@ -20,6 +20,7 @@ MAX_STEPS = 100_000
 MAX_BATCH = 1024
 MAX_FEATURES = 4096
 MAX_VALUES = 2**24  # steps × batch × features; 64 MiB of float32, so one input cannot exhaust memory
+MAX_TYPED_CHARS = 1_000_000  # typing is for short sequences; a long one is a file
 SIGNAL_KINDS = ("sine", "square", "sawtooth", "impulse", "step", "random_walk")
 
 # ASCII only: float() would also accept "١٢" or "1_000", which a user never means as a number here.
@@ -145,6 +146,9 @@ def parse_typed(text: str, input_size: int | None = None, *, dtype=torch.float32
     _check_dtype(dtype)
     if input_size is not None:
         _check_sizes(1, 1, input_size)
+    if len(text) > MAX_TYPED_CHARS:
+        raise InputError(f"too long to type: {len(text):,} characters, the limit is {MAX_TYPED_CHARS:,}; "
+                         "upload it as a .csv or .npy file instead")
     limit = torch.finfo(dtype).max
     blocks: list[list[tuple[int, str]]] = [[]]  # batch element -> its (line number, line) pairs
     for n, line in enumerate(text.replace("\u2212", "-").splitlines(), start=1):
@@ -291,7 +295,7 @@ def from_csv(data: bytes | str, *, dtype=torch.float32) -> SequenceInput:
         lines = lines[1:]
         if not lines:
             raise InputError("no data rows after the header")
-    _check_sizes(len(lines), 1, 1)  # a row per line: refuse a huge file before parsing it
+    _check_sizes(len(lines), 1, len(first))  # a row per line: refuse a huge file before parsing it
     rows: list[list[float]] = []
     for n, line in lines:
         row = cells(line)

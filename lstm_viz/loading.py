@@ -30,6 +30,10 @@ CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model")
 # torch.save's legacy (non-zip) format starts by pickling this magic number, as a LONG1 opcode.
 LEGACY_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 SAVE_HINT = "save the state_dict instead: torch.save(lstm.state_dict(), path)"
+# torch.save stores its zip entries uncompressed, but torch.load also inflates deflated ones: a small upload could
+# unpack to gigabytes (a zip bomb). The sizes an archive declares are what torch.load allocates, so check them first.
+MAX_UNPACKED_BYTES = 1 << 30
+MAX_PACKING_RATIO = 20  # float weights hardly compress (≈ 1.1×); only zeros or repeats pack tighter than this
 
 
 class WeightsError(ValueError):
@@ -102,10 +106,10 @@ def _not_torch(data: bytes) -> str | None:
     if not data:
         return "the file is empty (0 bytes)"
     if data.startswith(b"PK\x03\x04"):
-        try:
-            names = zipfile.ZipFile(io.BytesIO(data)).namelist()
-        except (zipfile.BadZipFile, OSError, ValueError):
+        entries = _zip_entries(data)
+        if entries is None:
             return None  # a broken zip: torch.load reports it as truncated or corrupt
+        names = [entry.filename for entry in entries]
         if any(n.endswith("/constants.pkl") for n in names):
             return "a TorchScript archive (torch.jit.save), which can hold code"
         if not any(n.endswith("data.pkl") for n in names):
@@ -127,11 +131,23 @@ def _not_torch(data: bytes) -> str | None:
     return f"unrecognised bytes starting {data[:8]!r}"
 
 
+def _zip_entries(data: bytes) -> list[zipfile.ZipInfo] | None:
+    """The entries of a zip archive (from its central directory, nothing unpacked); None if it is not one."""
+    try:
+        return zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+
+
 def _torch_load(data: bytes, map_location):
     """torch.load with weights_only=True, every failure turned into a WeightsError."""
     reason = _not_torch(data)
     if reason:
         raise WeightsError(f"not a torch file: {reason}; expected the output of torch.save(lstm.state_dict(), path)")
+    unpacked = sum(entry.file_size for entry in _zip_entries(data) or [])
+    if unpacked > min(MAX_UNPACKED_BYTES, MAX_PACKING_RATIO * len(data)):
+        raise WeightsError(f"refused: this {len(data):,}-byte archive unpacks to {unpacked:,} bytes (a zip bomb?); "
+                           f"the limits are {MAX_PACKING_RATIO}× the file's size and {MAX_UNPACKED_BYTES:,} bytes")
     try:
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -14,8 +14,20 @@ from .model import InstrumentedLSTM
 from .trace import Trace
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DEVICES = ("cpu", "cuda")
 INPUT_SOURCES = ("random", "typed", "signal", "text", "file")
 DATA_SIZED_SOURCES = ("typed", "text", "file")  # these set seq_len, batch and input_size from the data
+# (lowest, highest) of each whole-number setting: the sidebar's bounds, and what a URL may ask for.
+LIMITS = {
+    "input_size": (1, inputs.MAX_FEATURES),
+    "hidden_size": (1, 2048),
+    "num_layers": (1, 8),
+    "proj_size": (0, 2047),
+    "seq_len": (1, inputs.MAX_STEPS),
+    "batch_size": (1, inputs.MAX_BATCH),
+    "seed": (0, 2**31 - 1),
+}
+CHOICES = {"device": DEVICES, "dtype": tuple(DTYPES), "input_source": INPUT_SOURCES}
 
 
 @dataclass(frozen=True)
@@ -48,24 +60,26 @@ class AppConfig:
 
     @classmethod
     def from_query(cls, params: dict[str, str]) -> tuple[AppConfig, list[str]]:
-        """Settings from URL parameters; unknown or malformed ones are skipped and reported."""
+        """Settings from URL parameters; unknown, malformed or out-of-range ones are skipped and reported."""
         values, problems = {}, []
-        types = {f.name: type(getattr(cls(), f.name)) for f in fields(cls)}
+        default = cls()
         for key, text in params.items():
-            if key not in types:
+            if not hasattr(default, key):
                 continue  # other parameters (timestep, layer) belong to the view, not the config
+            kind = type(getattr(default, key))
             try:
-                values[key] = _from_text(text, types[key])
+                value = _from_text(text, kind)
             except ValueError:
-                problems.append(f"URL parameter {key}={text!r} is not a valid {types[key].__name__}; ignored")
-        config = replace(cls(), **values)
-        if config.dtype not in DTYPES:
-            problems.append(f"URL parameter dtype={config.dtype!r} is not one of {list(DTYPES)}; ignored")
-            config = replace(config, dtype="float32")
-        if config.input_source not in INPUT_SOURCES:
-            problems.append(f"URL parameter input_source={config.input_source!r} is unknown; ignored")
-            config = replace(config, input_source="random")
-        return config, problems
+                problems.append(f"URL parameter {key}={text!r} is not a valid {kind.__name__}; ignored")
+                continue
+            if key in LIMITS and not LIMITS[key][0] <= value <= LIMITS[key][1]:
+                low, high = LIMITS[key]
+                problems.append(f"URL parameter {key}={text!r} is outside {low:,} … {high:,}; ignored")
+            elif key in CHOICES and value not in CHOICES[key]:
+                problems.append(f"URL parameter {key}={text!r} is not one of {', '.join(CHOICES[key])}; ignored")
+            else:
+                values[key] = value
+        return replace(default, **values), problems
 
 
 def _to_text(value) -> str:
@@ -126,6 +140,7 @@ class Run:
     seq: SequenceInput
     trace: Trace
     parity: dict[str, float]
+    notice: str = ""  # e.g. why it ran on the CPU although CUDA was chosen
 
 
 PARITY_STEPS = 2048  # a longer input is checked on its first steps: the manual loop is slow on 100k steps
@@ -168,12 +183,34 @@ def adopt_model(weights: InstrumentedLSTM, config: AppConfig) -> InstrumentedLST
 
 
 def run(config: AppConfig, seq: SequenceInput, weights: InstrumentedLSTM | None = None) -> Run:
-    """Build the model for `config` (or adopt `weights`), feed it `seq`, trace it and check it against nn.LSTM."""
+    """Build the model for `config` (or adopt `weights`), feed it `seq`, trace it and check it against nn.LSTM.
+
+    A fault on the GPU (out of memory, a driver error) does not end the session: the run is redone on the CPU
+    and `Run.notice` says why.
+    """
     if weights is not None:
         lstm_config = replace(weights.config, batch_first=config.batch_first)
     else:
         lstm_config = config.lstm_config(seq.input_size if config.input_source in DATA_SIZED_SOURCES else None)
     check_trace(lstm_config, seq.seq_len, seq.batch_size, DTYPES[config.dtype].itemsize)  # before any heavy work
+    if config.device == "cpu":
+        return traced_run(config, lstm_config, seq, weights)
+    try:
+        return traced_run(config, lstm_config, seq, weights)
+    except RuntimeError as err:  # torch.OutOfMemoryError is one
+        if torch.cuda.is_initialized():
+            torch.cuda.empty_cache()  # give back what the failed run held, for this and other sessions
+        result = traced_run(replace(config, device="cpu"), lstm_config, seq, weights)
+        why = ("ran out of GPU memory" if isinstance(err, torch.OutOfMemoryError)
+               else f"failed: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}")
+        result.notice = (f"{config.device.upper()} {why}; this run was computed on the CPU instead. Lower "
+                         "seq_len, batch_size or hidden_size to use the GPU again.")
+        return result
+
+
+def traced_run(config: AppConfig, lstm_config: LSTMConfig, seq: SequenceInput,
+               weights: InstrumentedLSTM | None) -> Run:
+    """The device work of `run`, on `config.device`."""
     if weights is not None:
         model = adopt_model(weights, config)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,6 +13,7 @@ from .config import GATE_ORDER, LSTMConfig
 
 GATES = ("f", "i", "o", "g")
 STATES = ("c", "h")
+MEMO_ENTRIES = 64  # derived values kept per trace: what a user revisits, bounded however long they browse
 
 
 @dataclass
@@ -40,7 +42,7 @@ class Trace:
     batched: bool = True
     engine: str = "stepwise"
     meta: dict = field(default_factory=dict)
-    _arrays: dict = field(default_factory=dict, repr=False, compare=False)
+    _memo: OrderedDict = field(default_factory=OrderedDict, repr=False, compare=False)
 
     @property
     def num_layers(self) -> int:
@@ -107,10 +109,15 @@ class Trace:
         return self.memo(name, lambda: getattr(self, name).detach().cpu().numpy())
 
     def memo(self, key, compute):
-        """A derived value of this (immutable) trace, computed once: e.g. colour ranges of the figures."""
-        if key not in self._arrays:
-            self._arrays[key] = compute()
-        return self._arrays[key]
+        """A derived value of this (immutable) trace, computed once while among the MEMO_ENTRIES most recently
+        used: e.g. colour ranges and figures a user steps back to."""
+        if key in self._memo:
+            self._memo.move_to_end(key)
+        else:
+            self._memo[key] = compute()
+            if len(self._memo) > MEMO_ENTRIES:
+                self._memo.popitem(last=False)
+        return self._memo[key]
 
     # --- notebook API: one call per figure (Plotly figures; the app uses lstm_viz.figures directly) ---
 

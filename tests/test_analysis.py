@@ -100,7 +100,7 @@ def test_time_constant_limits():
     tr = traced()
     tr.f[0, 0, :, 0, 0] = 1.0  # writes through the view into the gates buffer: a unit that never forgets
     tr.f[0, 0, :, 0, 1] = 0.0  # and one that forgets at once
-    tr._arrays.clear()  # the trace memoises its numpy arrays
+    tr._memo.clear()  # the trace memoises its numpy arrays
     with np.errstate(all="raise"):  # no warnings leak out
         tau = memory_ledger(tr)["time_constant"]
     assert tau[0] == math.inf and tau[1] == 0.0 and np.isfinite(tau[2:]).all() and (tau[2:] > 0).all()

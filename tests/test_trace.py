@@ -177,3 +177,16 @@ def test_linear_scan_matches_the_recurrence(T, units):
     for t in range(T):
         c = f[t] * c + u[t]
         torch.testing.assert_close(got[t], c, rtol=0, atol=1e-12)
+
+
+def test_memo_is_bounded_and_keeps_what_is_revisited():
+    from lstm_viz.trace import MEMO_ENTRIES
+
+    trace = InstrumentedLSTM(2, 3).trace(torch.randn(4, 1, 2))
+    calls = []
+    trace.memo("kept", lambda: calls.append("kept") or "k")
+    for n in range(3 * MEMO_ENTRIES):  # a user sweeping a slider: each value a new derived figure
+        trace.memo(("figure", n), lambda: "x" * 1000)
+        trace.memo("kept", lambda: calls.append("again") or "k")  # revisited, so never evicted
+    assert len(trace._memo) == MEMO_ENTRIES and calls == ["kept"]
+    assert ("figure", 0) not in trace._memo and ("figure", 3 * MEMO_ENTRIES - 1) in trace._memo
