@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 
+from lstm_viz.figures import DISPLAY_ORDER
+
 
 def decode_array(value) -> np.ndarray:
     """A Plotly array: a plain list, or Plotly 6+'s typed array {"dtype", "bdata", "shape"}."""
@@ -33,3 +35,8 @@ def chart(at, key: str) -> dict:
 
 def heatmap_z(spec: dict, index: int = 0) -> np.ndarray:
     return decode_array(spec["data"][index]["z"])
+
+
+def step_z(at, name: str) -> np.ndarray:
+    """The per-step heatmap of one quantity (batch × units) from the app's step figure."""
+    return heatmap_z(chart(at, "step"), DISPLAY_ORDER.index(name))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from app_support import APP, assert_clean, start
-from figure_data import chart, heatmap_z
+from figure_data import chart, heatmap_z, step_z
 from streamlit.testing.v1 import AppTest
 
 from lstm_viz.figures import DISPLAY_ORDER
@@ -26,11 +26,6 @@ def reference_trace(config: AppConfig):
 @pytest.fixture(scope="module")
 def app() -> AppTest:
     return start()
-
-
-def step_z(at, name: str) -> np.ndarray:
-    """The per-step heatmap of one quantity (batch × units) from the step figure."""
-    return heatmap_z(chart(at, "step"), DISPLAY_ORDER.index(name))
 
 
 def test_defaults_run_and_draw_six_quantities(app):

@@ -180,3 +180,20 @@ def test_train_a_toy_task_then_step_through_its_trace(server, page):
     wait_for_app(page, t=1)
     assert_step_heatmaps(page, 1)
     screenshot(page, "browser-trained-memory-t1.png")
+
+
+def test_an_oversized_upload_is_refused_and_the_view_stays(server, page, tmp_path):
+    page.goto(server)
+    wait_for_app(page, t=0)
+    before = assert_step_heatmaps(page, 0)
+    page.get_by_test_id("stSelectbox").filter(has_text="input source").click()
+    page.get_by_role("option", name="file", exact=True).click()
+    page.get_by_text("no file yet").wait_for()
+    too_big = tmp_path / "big.csv"
+    too_big.write_bytes(b"0\n" * (26 * 2**20))  # 52 MiB of one-column CSV: over maxUploadSize (50 MB)
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(too_big)
+    page.get_by_text("File must be 50.0MB or smaller").wait_for()
+    wait_for_app(page, t=0)
+    assert assert_step_heatmaps(page, 0) == before  # the last good view, untouched
+    assert page.get_by_text("no file yet").count() == 1  # the app never received the file
+    screenshot(page, "browser-oversized-upload.png")

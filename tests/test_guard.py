@@ -30,3 +30,16 @@ def test_small_traces_pass_and_huge_ones_are_refused_with_advice(monkeypatch):
     monkeypatch.setenv("LSTM_VIZ_MAX_TRACE_GB", "1000")
     monkeypatch.setenv("LSTM_VIZ_MAX_TRACE_S", "1e9")
     check_trace(LSTMConfig(4, 2048, num_layers=8), 100_000, 1)  # a bigger server may allow it
+
+
+def test_the_app_pipeline_refuses_before_building_or_running_anything(monkeypatch):
+    from lstm_viz import pipeline
+
+    def never(*args):
+        raise AssertionError("a model was built for a trace the guard should refuse")
+
+    monkeypatch.setattr(pipeline, "traced_run", never)
+    config = pipeline.AppConfig(hidden_size=2048, num_layers=8, seq_len=100_000, batch_size=1)
+    seq = pipeline.make_sequence(config, {})  # the input itself is small: 100,000 × 1 × 4
+    with pytest.raises(ResourceError, match="lower seq_len"):
+        pipeline.run(config, seq)

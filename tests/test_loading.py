@@ -292,3 +292,39 @@ def test_bad_state_dicts(name):
     data, message = BAD_STATE_DICTS[name]
     with pytest.raises(WeightsError, match=message):
         load_lstm(data)
+
+
+def rezipped(data: bytes) -> bytes:
+    """The same torch.save archive with every entry deflated (torch.load reads that too)."""
+    plain = zipfile.ZipFile(io.BytesIO(data))
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in plain.namelist():
+            z.writestr(name, plain.read(name))
+    return packed.getvalue()
+
+
+def test_zip_bomb_is_refused_before_anything_is_unpacked(monkeypatch):
+    bomb = rezipped(saved({"weight_ih_l0": torch.zeros(4096, 4096)}))  # 64 MiB of zeros
+    assert len(bomb) < 1_000_000
+
+    def never(*args, **kwargs):
+        raise AssertionError("torch.load ran on a zip bomb")
+
+    monkeypatch.setattr(torch, "load", never)
+    with pytest.raises(WeightsError, match=r"unpacks to 67,109,\d+ bytes \(a zip bomb\?\)"):
+        load_lstm(bomb)
+
+
+def test_unpacked_size_has_an_absolute_limit_too(monkeypatch):
+    import lstm_viz.loading as loading
+
+    data = saved(make_lstm(input_size=3, hidden_size=4).state_dict())
+    monkeypatch.setattr(loading, "MAX_UNPACKED_BYTES", 100)
+    with pytest.raises(WeightsError, match="zip bomb"):
+        load_lstm(data)
+
+
+def test_a_deflated_but_honest_state_dict_still_loads():
+    lstm = make_lstm(input_size=3, hidden_size=5, num_layers=2)
+    assert_same_lstm(load_lstm(rezipped(saved(lstm.state_dict()))), lstm)
