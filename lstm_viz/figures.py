@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import plotly.colors
@@ -22,11 +23,12 @@ import plotly.graph_objects as go
 from .trace import Trace
 
 # Explicit lists, not names: plotly.js knows "Viridis" but not plotly.py's "RdBu_r", and specs reach it unvalidated.
-GATE_SCALE = plotly.colors.get_colorscale("Viridis")
-DIVERGING_SCALE = plotly.colors.get_colorscale("RdBu_r")
+# Tuples: every session's figures hold these same objects, so none may be changed in place.
+GATE_SCALE = tuple(tuple(stop) for stop in plotly.colors.get_colorscale("Viridis"))
+DIVERGING_SCALE = tuple(tuple(stop) for stop in plotly.colors.get_colorscale("RdBu_r"))
 # Values one over-time figure may carry (float32 on the wire: ~4/3 × 4 bytes each, base64): ~0.65 MB.
 OVER_TIME_MAX_VALUES = 120_000
-MARKER = {"color": "#ff7f0e", "width": 2}
+MARKER = MappingProxyType({"color": "#ff7f0e", "width": 2})  # the chosen unit's box and step's line: dict(MARKER)
 # Points one line may carry; longer sequences are drawn every k-th step (and the title says so).
 LINE_MAX_POINTS = 4000
 
@@ -189,7 +191,7 @@ def over_time_spec(trace: Trace, t: int, layer: int = 0, direction: int = 0, bat
 
 def _column_box(x: int, xref: str, yref: str, y0: float, y1: float) -> dict:
     """An outlined box around column x: the current step, or a highlighted unit."""
-    return dict(type="rect", xref=xref, yref=yref, x0=x - 0.5, x1=x + 0.5, y0=y0, y1=y1, line=MARKER,
+    return dict(type="rect", xref=xref, yref=yref, x0=x - 0.5, x1=x + 0.5, y0=y0, y1=y1, line=dict(MARKER),
                 fillcolor="rgba(0,0,0,0)")
 
 
@@ -229,7 +231,8 @@ def unit_spec(trace: Trace, unit: int, batch: int = 0, t: int | None = None,
     xaxis = {"title": {"text": "time step t"}, "anchor": f"y{n if n > 1 else ''}"}
     if time_labels is not None and trace.seq_len <= 64:
         xaxis |= {"tickvals": list(range(trace.seq_len)), "ticktext": list(time_labels)}
-    shapes = [] if t is None else [dict(type="line", xref="x", yref="paper", x0=t, x1=t, y0=0, y1=1, line=MARKER)]
+    shapes = [] if t is None else [dict(type="line", xref="x", yref="paper", x0=t, x1=t, y0=0, y1=1,
+                                        line=dict(MARKER))]
     layout |= dict(xaxis=xaxis, annotations=annotations, shapes=shapes, height=230 * n + 80,
                    margin=dict(l=60, r=10, t=40, b=40), legend={"orientation": "h", "y": 1.06},
                    title={"text": f"unit {unit} over time · batch {batch}" + _every(stride, trace.seq_len),

@@ -157,3 +157,34 @@ def test_long_sequences_thin_the_lines_and_say_so():
     assert "a point every 3 steps of 10,001" in spec["layout"]["title"]["text"]
     ledger = ledger_spec(analysis.memory_ledger(tr), unit=1, layer=0)
     assert len(decode_array(ledger["data"][0]["y"])) <= LINE_MAX_POINTS
+
+
+def mutable_parts(spec) -> list:
+    """Every dict and list inside a spec (the parts a consumer could change in place)."""
+    found, stack = [], [spec]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (dict, list)):
+            found.append(node)
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return found
+
+
+def test_specs_share_nothing_mutable_across_sessions(trace):
+    """Two sessions drawing the same view get specs with no dict or list in common: a change one makes can
+    never show in another's figure (the shared colour scales and marker style are immutable)."""
+    from lstm_viz import analysis
+    from lstm_viz.figures import ledger_spec, saturation_spec, unit_spec
+
+    def every_spec():
+        return [step_spec(trace, 3, 1, 1, highlight_unit=2), over_time_spec(trace, 3, 1, 0, 1),
+                step_heatmap_spec(trace, "c", 2), unit_spec(trace, unit=1, batch=0, t=4),
+                saturation_spec(analysis.saturation(trace, 0.1, 0.9), 0.1, 0.9, highlight_unit=1),
+                ledger_spec(analysis.memory_ledger(trace, 0, 0, 0), unit=1, layer=0)]
+
+    mine, theirs = every_spec(), every_spec()
+    shared = {id(p) for p in mutable_parts(mine)} & {id(p) for p in mutable_parts(theirs)}
+    assert not shared
