@@ -3,11 +3,19 @@ cannot hold, with a message that says what to lower. Budgets come from the envir
 
     LSTM_VIZ_MAX_TRACE_GB   memory one trace may take (default 2 GB, for a 2-core, few-GB server)
     LSTM_VIZ_MAX_TRACE_S    estimated seconds one trace may take (default 120 s)
+    LSTM_VIZ_MAX_TOTAL_GB   memory the traces of all sessions may hold together (default 4 GB)
+
+The total is kept by `admitted` (a trace being computed) and `hold` (a trace some session keeps): sizes only,
+and weak references, so a trace is counted exactly while it is alive.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from .config import LSTMConfig
 from .shapes import parameter_count
@@ -44,6 +52,69 @@ def budgets() -> tuple[float, float]:
     gigabytes = float(os.environ.get("LSTM_VIZ_MAX_TRACE_GB", "2"))
     seconds = float(os.environ.get("LSTM_VIZ_MAX_TRACE_S", "120"))
     return gigabytes * 1e9, seconds
+
+
+def total_budget() -> float:
+    """Bytes the traces of all sessions may hold together."""
+    return float(os.environ.get("LSTM_VIZ_MAX_TOTAL_GB", "4")) * 1e9
+
+
+class _Ledger:
+    """Bytes of the traces alive in this process (sessions are threads of one server), and of those being
+    computed. Sizes and weak references only: it keeps no trace alive and no session's data."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.alive: dict[int, int] = {}  # id(trace) -> its bytes
+        self.computing = 0
+
+    def total(self) -> int:
+        return sum(self.alive.values()) + self.computing
+
+    def release(self, key: int) -> None:
+        with self.lock:
+            self.alive.pop(key, None)
+
+
+_ledger = _Ledger()
+
+
+def held_bytes() -> int:
+    """Bytes of the traces alive in this process, plus those being computed."""
+    with _ledger.lock:
+        return _ledger.total()
+
+
+def hold(trace, nbytes: int) -> None:
+    """Count `trace` (of `nbytes`) against the total until it is garbage collected."""
+    with _ledger.lock:
+        _ledger.alive[id(trace)] = nbytes
+    weakref.finalize(trace, _ledger.release, id(trace))
+
+
+@contextmanager
+def admitted(cfg: LSTMConfig, seq_len: int, batch_size: int, dtype_bytes: int = 4) -> Iterator[int]:
+    """Check the trace (`check_trace`) and that all sessions' traces fit the total with it; while the block
+    computes it, its estimated bytes count as held. Yields that estimate."""
+    check_trace(cfg, seq_len, batch_size, dtype_bytes)
+    need = int(PEAK_OVER_TENSORS * trace_bytes(cfg, seq_len, batch_size, dtype_bytes))
+    total = total_budget()
+    with _ledger.lock:
+        busy = _ledger.total()
+        if busy + need > total:
+            raise ResourceError(f"the server is busy: the traces of all sessions hold {_size(busy)} of the "
+                                f"{_size(total)} allowed and this one needs {_size(need)}. Lower "
+                                "seq_len, batch_size, hidden_size or num_layers, or try again in a while.")
+        _ledger.computing += need
+    try:
+        yield need
+    finally:
+        with _ledger.lock:
+            _ledger.computing -= need
+
+
+def _size(nbytes: float) -> str:
+    return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.1f} MB"
 
 
 def check_trace(cfg: LSTMConfig, seq_len: int, batch_size: int, dtype_bytes: int = 4) -> None:

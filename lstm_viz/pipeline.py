@@ -6,9 +6,8 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from . import inputs
+from . import guard, inputs
 from .config import LSTMConfig
-from .guard import check_trace
 from .inputs import SequenceInput, check_input_size
 from .model import InstrumentedLSTM
 from .trace import Trace
@@ -192,7 +191,16 @@ def run(config: AppConfig, seq: SequenceInput, weights: InstrumentedLSTM | None 
         lstm_config = replace(weights.config, batch_first=config.batch_first)
     else:
         lstm_config = config.lstm_config(seq.input_size if config.input_source in DATA_SIZED_SOURCES else None)
-    check_trace(lstm_config, seq.seq_len, seq.batch_size, DTYPES[config.dtype].itemsize)  # before any heavy work
+    dtype_bytes = DTYPES[config.dtype].itemsize
+    with guard.admitted(lstm_config, seq.seq_len, seq.batch_size, dtype_bytes):  # before any heavy work
+        result = on_device_or_cpu(config, lstm_config, seq, weights)
+    guard.hold(result.trace, guard.trace_bytes(lstm_config, seq.seq_len, seq.batch_size, dtype_bytes))
+    return result
+
+
+def on_device_or_cpu(config: AppConfig, lstm_config: LSTMConfig, seq: SequenceInput,
+                     weights: InstrumentedLSTM | None) -> Run:
+    """`traced_run` on the chosen device; after a GPU fault, on the CPU with a notice saying why."""
     if config.device == "cpu":
         return traced_run(config, lstm_config, seq, weights)
     try:

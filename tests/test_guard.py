@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import torch
 
@@ -43,3 +45,32 @@ def test_the_app_pipeline_refuses_before_building_or_running_anything(monkeypatc
     seq = pipeline.make_sequence(config, {})  # the input itself is small: 100,000 × 1 × 4
     with pytest.raises(ResourceError, match="lower seq_len"):
         pipeline.run(config, seq)
+
+
+def test_a_trace_counts_against_the_server_total_exactly_while_it_is_alive():
+    from lstm_viz import guard, pipeline
+
+    gc.collect()
+    before = guard.held_bytes()
+    config = pipeline.AppConfig(hidden_size=32, seq_len=50)
+    result = pipeline.run(config, pipeline.make_sequence(config, {}))
+    assert guard.held_bytes() - before == trace_bytes(config.lstm_config(), 50, config.batch_size)
+    del result
+    gc.collect()
+    assert guard.held_bytes() == before
+
+
+def test_the_server_total_refuses_a_trace_while_others_hold_the_memory(monkeypatch):
+    from lstm_viz import guard
+
+    gc.collect()
+    small, big = LSTMConfig(4, 8), LSTMConfig(4, 256)
+    need_small = int(guard.PEAK_OVER_TENSORS * trace_bytes(small, 100, 1))
+    need_big = int(guard.PEAK_OVER_TENSORS * trace_bytes(big, 100, 1))
+    room = guard.held_bytes() + need_big + need_small // 2  # either fits alone, not both at once
+    monkeypatch.setenv("LSTM_VIZ_MAX_TOTAL_GB", str(room / 1e9))
+    busy = r"the server is busy: the traces of all sessions hold [\d.]+ MB of the [\d.]+ MB allowed .*try again"
+    with guard.admitted(small, 100, 1), pytest.raises(ResourceError, match=busy):  # one session computing …
+        guard.admitted(big, 100, 1).__enter__()  # … so a second one must wait
+    with guard.admitted(big, 100, 1) as need:  # and once the first is done, it is admitted
+        assert need == need_big

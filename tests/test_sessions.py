@@ -1,0 +1,39 @@
+"""Several sessions in one server process (AppTest sessions share the process as browser sessions do): the
+memory all sessions' traces hold is bounded, and a session that is refused keeps working."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+from app_support import assert_clean, start
+from figure_data import step_z
+
+from lstm_viz import guard
+from lstm_viz.pipeline import AppConfig
+
+pytestmark = pytest.mark.app
+
+
+def test_a_session_is_refused_while_others_hold_the_servers_memory_and_admitted_after(monkeypatch):
+    gc.collect()
+    first = start(seq_len=20_000, hidden_size=64)  # ≈ 62 MB of trace
+    held = guard.held_bytes()  # the first session's, and what other tests' sessions still hold
+    second = start()
+    good = step_z(second, "f")
+    config = AppConfig(seq_len=20_000, hidden_size=64)
+    need = guard.PEAK_OVER_TENSORS * guard.trace_bytes(config.lstm_config(), 20_000, config.batch_size)
+    monkeypatch.setenv("LSTM_VIZ_MAX_TOTAL_GB", str((held + need / 2) / 1e9))  # room for it once the first leaves
+    second.number_input(key="seq_len").set_value(20_000)
+    second.number_input(key="hidden_size").set_value(64).run()  # the same again: does not fit beside the first
+    assert_clean(second)
+    assert any("the server is busy" in e.value for e in second.error), [e.value for e in second.error]
+    np.testing.assert_array_equal(step_z(second, "f"), good)  # its last good view stays
+    assert_clean(first)
+    del first  # the first user leaves: their session and trace are gone
+    gc.collect()
+    second.run()
+    assert_clean(second)
+    assert not second.error, [e.value for e in second.error]
+    assert step_z(second, "f").shape == (AppConfig().batch_size, 64)
