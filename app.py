@@ -211,9 +211,7 @@ def toy_task(config: AppConfig):
     if (task.name, config.seed) not in trained:
         st.info("Untrained: random weights with the task's sizes (forget-gate bias +2, as training starts). Press "
                 "Train to see what training does to the gates.")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            untrained = tasks.new_lstm(task)  # as training starts it
+        untrained = tasks.new_lstm(task, seed=config.seed)  # as training starts it
         return InstrumentedLSTM.from_torch(untrained), f"untrained {task.name} {config.seed}"
     result, model = trained[(task.name, config.seed)]
     verdict = "reached" if result.final_loss < task.loss_threshold else "did not reach"

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from . import guard, inputs
+from . import guard, inputs, seeding
 from .config import LSTMConfig
 from .inputs import SequenceInput, check_input_size
 from .model import InstrumentedLSTM
@@ -116,10 +116,9 @@ def make_sequence(config: AppConfig, params: dict) -> SequenceInput:
 
 
 def make_model(lstm_config: LSTMConfig, seed: int, device: str, dtype: str) -> InstrumentedLSTM:
-    """nn.LSTM's default init drawn from `seed` on the CPU (same weights on any device), global RNG untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = InstrumentedLSTM(**lstm_config.to_dict(), dtype=DTYPES[dtype])
+    """nn.LSTM's default init drawn from `seed` on the CPU (same weights on any device), as torch.manual_seed(seed)
+    would give, from a private generator: the global RNG is untouched, so sessions in parallel are too."""
+    model = seeding.lstm(InstrumentedLSTM, seeding.generator(seed), **lstm_config.to_dict(), dtype=DTYPES[dtype])
     return model.to(device).eval()
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from . import seeding
 from .inputs import SequenceInput
 from .model import InstrumentedLSTM
 from .trace import Trace
@@ -153,11 +154,14 @@ def smoothed(losses: list[float]) -> float:
     return sum(tail) / len(tail) if tail else math.inf
 
 
-def new_lstm(task: Task | str, hidden_size: int | None = None) -> nn.LSTM:
-    """An untrained nn.LSTM for the task, as training starts it: nn.LSTM's init, forget-gate bias raised by 2."""
+def new_lstm(task: Task | str, hidden_size: int | None = None, seed: int = 0, *,
+             generator: torch.Generator | None = None) -> nn.LSTM:
+    """An untrained nn.LSTM for the task, as training from `seed` starts it: nn.LSTM's init (drawn from
+    `generator`, or else a private one seeded with `seed`), forget-gate bias raised by 2."""
     task = get_task(task)
     hidden = task.hidden_size if hidden_size is None else hidden_size
-    lstm = nn.LSTM(task.input_size, hidden)
+    gen = seeding.generator(seed) if generator is None else generator
+    lstm = seeding.lstm(nn.LSTM, gen, input_size=task.input_size, hidden_size=hidden)
     # f starts near σ(2) ≈ 0.88 rather than 0.5, so a stored value survives long enough for its gradient to
     # reach the store step (Gers et al. 2000): with +0 or +1, "memory" stays at chance loss (≈ 1/3) for all of
     # its 800 steps (measured).
@@ -181,26 +185,26 @@ def train(task_name: str, *, steps: int | None = None, seed: int = 0, hidden_siz
     data = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     start = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):  # seeds the init without touching the caller's global RNG
-        torch.manual_seed(seed)
-        lstm, head = new_lstm(task, hidden), nn.Linear(hidden, task.output_size)
-        params = [*lstm.parameters(), *head.parameters()]
-        opt = torch.optim.Adam(params, lr=task.lr)
-        for step in range(1, steps + 1):
-            x, y = make_batch(task, task.batch_size, data)
-            out = head(lstm(x)[0])
-            loss = nn.functional.mse_loss(out[-1] if task.last_step_only else out, y)
-            opt.zero_grad()
-            loss.backward()
-            # an occasional exploding gradient would otherwise undo what was learnt (a loss spike, measured)
-            nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            losses.append(loss.item())
-            done = len(losses) >= SMOOTHING and smoothed(losses) < task.loss_threshold
-            if progress is not None and (step % PROGRESS_EVERY == 0 or done or step == steps):
-                progress(step, smoothed(losses))
-            if done:
-                break
+    init = seeding.generator(seed)  # private: the global RNG is neither read nor changed (sessions are threads)
+    lstm = new_lstm(task, hidden, generator=init)
+    head = seeding.linear(hidden, task.output_size, init)
+    params = [*lstm.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(params, lr=task.lr)
+    for step in range(1, steps + 1):
+        x, y = make_batch(task, task.batch_size, data)
+        out = head(lstm(x)[0])
+        loss = nn.functional.mse_loss(out[-1] if task.last_step_only else out, y)
+        opt.zero_grad()
+        loss.backward()
+        # an occasional exploding gradient would otherwise undo what was learnt (a loss spike, measured)
+        nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(loss.item())
+        done = len(losses) >= SMOOTHING and smoothed(losses) < task.loss_threshold
+        if progress is not None and (step % PROGRESS_EVERY == 0 or done or step == steps):
+            progress(step, smoothed(losses))
+        if done:
+            break
     return TrainResult(lstm.eval(), head.eval(), losses, len(losses), time.perf_counter() - start)
 
 
