@@ -67,9 +67,10 @@ def _healthy(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def streamlit_server(app_path: Path | str = APP_PATH, query: str = "",
-                     timeout_s: float = SERVER_START_TIMEOUT_S) -> Iterator[str]:
-    """Run `streamlit run app_path` on a free loopback port; yields the base URL (plus `query`).
+def streamlit_process(app_path: Path | str = APP_PATH,
+                      timeout_s: float = SERVER_START_TIMEOUT_S) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run `streamlit run app_path` on a free loopback port; yields (base URL, the server's Popen), e.g. for
+    a load test to read the server's memory from /proc/<pid>.
 
     The process is always stopped on exit: terminated, then killed after a grace period.
     """
@@ -90,7 +91,7 @@ def streamlit_server(app_path: Path | str = APP_PATH, query: str = "",
                     why = f"exited with {proc.returncode}" if exited else f"not up in {timeout_s:g} s"
                     raise RuntimeError(f"streamlit server {why}; its output:\n{output}")
                 time.sleep(0.25)
-            yield f"{base}/{query.lstrip('/')}" if query else base
+            yield base, proc
         finally:
             proc.terminate()
             try:
@@ -98,6 +99,17 @@ def streamlit_server(app_path: Path | str = APP_PATH, query: str = "",
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def streamlit_server(app_path: Path | str = APP_PATH, query: str = "",
+                     timeout_s: float = SERVER_START_TIMEOUT_S) -> Iterator[str]:
+    """Run `streamlit run app_path` on a free loopback port; yields the base URL (plus `query`).
+
+    The process is always stopped on exit: terminated, then killed after a grace period.
+    """
+    with streamlit_process(app_path, timeout_s) as (base, _proc):
+        yield f"{base}/{query.lstrip('/')}" if query else base
 
 
 def launch_browser(playwright, **kwargs):
@@ -111,7 +123,8 @@ def launch_browser(playwright, **kwargs):
 # A per-step quantity is named by a chart text (a layout title or an annotation) such as
 # "<b>forget gate f<sub>t</sub></b> · t=3". The app may draw the six quantities as six figures or as one
 # figure of six subplots: both are read. Heatmap z arrives as typed arrays (Plotly's bdata): copied to lists.
-_READ_JS = r"""() => {
+# The scripts are plain strings, so sync pages here and async ones (tests/load_support.py) share them.
+READ_CHARTS_JS = r"""() => {
     const plain = (s) => (s || '').replace(/<[^>]*>/g, '').replace(/\u200b/g, '').trim();
     const toList = (a) => (a == null ? null : Array.from(a, (row) =>
         (row != null && typeof row === 'object' && 'length' in row) ? Array.from(row) : row));
@@ -142,6 +155,7 @@ _READY_JS = r"""(t) => {
     const suffix = t === null ? /· t=\d+$/ : new RegExp('· t=' + t + '$');
     return words.every((w) => texts.some((s) => s.startsWith(w) && suffix.test(s)));
 }"""
+STEP_READY_JS = _READY_JS % list(STEP_QUANTITIES)  # arg t: the step to wait for, or null for any
 STEP_KEYS = dict(zip(STEP_QUANTITIES, ("f", "i", "o", "g", "c", "h"), strict=True))
 
 
@@ -155,7 +169,7 @@ def wait_for_app(page, t: int | None = None, timeout_ms: int = APP_TIMEOUT_MS) -
 
     try:
         page.wait_for_selector("[data-testid=stApp]", state="attached", timeout=timeout_ms)
-        page.wait_for_function(_READY_JS % list(STEP_QUANTITIES), arg=t, timeout=timeout_ms, polling=200)
+        page.wait_for_function(STEP_READY_JS, arg=t, timeout=timeout_ms, polling=200)
     except PlaywrightTimeout as err:
         want = "" if t is None else f" at t={t}"
         raise AssertionError(f"app not ready{want} within {timeout_ms / 1000:g} s: {describe_page(page)}") \
@@ -176,7 +190,7 @@ def describe_page(page) -> str:
 def read_charts(page) -> list[dict]:
     """Every Plotly chart on the page, in page order: {"title", "annotations" (plain text),
     "heatmaps": [{"name", "z" (nested lists)}], "drawn"}."""
-    return page.evaluate(_READ_JS)
+    return page.evaluate(READ_CHARTS_JS)
 
 
 def step_charts(page) -> dict[str, dict]:
@@ -185,8 +199,13 @@ def step_charts(page) -> dict[str, dict]:
     A quantity's title is a chart's title or one of its annotations, "<quantity> … · t=<t>"; its z is the
     chart's only heatmap, or the heatmap named f, i, o, g, c or h, or else the one in the title's place.
     """
+    return charts_by_quantity(read_charts(page))
+
+
+def charts_by_quantity(charts: list[dict]) -> dict[str, dict]:
+    """`step_charts` of charts already read (`read_charts`, or READ_CHARTS_JS evaluated by an async page)."""
     found = {}
-    for index, chart in enumerate(read_charts(page)):
+    for index, chart in enumerate(charts):
         texts = [chart["title"], *chart["annotations"]]
         titles = [s for s in texts if "· t=" in s]
         for word, key in STEP_KEYS.items():
