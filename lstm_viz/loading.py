@@ -147,7 +147,9 @@ def _torch_load(data: bytes, map_location):
     unpacked = sum(entry.file_size for entry in _zip_entries(data) or [])
     if unpacked > min(MAX_UNPACKED_BYTES, MAX_PACKING_RATIO * len(data)):
         raise WeightsError(f"refused: this {len(data):,}-byte archive unpacks to {unpacked:,} bytes (a zip bomb?); "
-                           f"the limits are {MAX_PACKING_RATIO}× the file's size and {MAX_UNPACKED_BYTES:,} bytes")
+                           f"the limits are {MAX_PACKING_RATIO}× the file's size and {MAX_UNPACKED_BYTES:,} bytes. "
+                           "torch.save writes its archives uncompressed: re-save it with "
+                           "torch.save(lstm.state_dict(), path)")
     try:
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
