@@ -16,6 +16,8 @@ import numpy as np
 import numpy.lib.format as npy_format
 import torch
 
+from . import seeding
+
 MAX_STEPS = 100_000
 MAX_BATCH = 1024
 MAX_FEATURES = 4096
@@ -106,7 +108,7 @@ def _generator(seed) -> torch.Generator:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise InputError(f"seed must be a whole number, got {seed!r}")
     try:
-        return torch.Generator().manual_seed(int(seed))
+        return seeding.generator(seed)
     except (RuntimeError, ValueError) as e:
         raise InputError(f"seed {seed} is out of range: {e}") from e
 

@@ -200,11 +200,11 @@ def run(config: AppConfig, seq: SequenceInput, weights: InstrumentedLSTM | None 
 def on_device_or_cpu(config: AppConfig, lstm_config: LSTMConfig, seq: SequenceInput,
                      weights: InstrumentedLSTM | None) -> Run:
     """`traced_run` on the chosen device; after a GPU fault, on the CPU with a notice saying why."""
-    if config.device == "cpu":
-        return traced_run(config, lstm_config, seq, weights)
     try:
         return traced_run(config, lstm_config, seq, weights)
     except RuntimeError as err:  # torch.OutOfMemoryError is one
+        if config.device == "cpu":
+            raise  # nowhere to fall back to
         if torch.cuda.is_initialized():
             torch.cuda.empty_cache()  # give back what the failed run held, for this and other sessions
         result = traced_run(replace(config, device="cpu"), lstm_config, seq, weights)

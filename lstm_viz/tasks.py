@@ -116,7 +116,7 @@ def make_batch(task: Task | str, batch_size: int, generator: torch.Generator) ->
 def example(task: Task | str, seed: int = 0) -> SequenceInput:
     """One example of the task (batch 1) with readable time labels."""
     task = get_task(task)
-    x, _ = make_batch(task, 1, torch.Generator().manual_seed(seed))
+    x, _ = make_batch(task, 1, seeding.generator(seed))
     T = task.seq_len
     if task.name == "brackets":
         labels = [BRACKET_VOCAB[k] for k in x[:, 0].argmax(-1).tolist()]
@@ -182,7 +182,7 @@ def train(task_name: str, *, steps: int | None = None, seed: int = 0, hidden_siz
     if not 1 <= steps <= task.max_steps:
         raise ValueError(f"steps must be between 1 and {task.max_steps} for task {task.name!r}, got {steps}")
     hidden = task.hidden_size if hidden_size is None else hidden_size
-    data = torch.Generator().manual_seed(seed)
+    data = seeding.generator(seed)
     losses: list[float] = []
     start = time.perf_counter()
     init = seeding.generator(seed)  # private: the global RNG is neither read nor changed (sessions are threads)
