@@ -1,20 +1,31 @@
-"""The fused trace engine: torch's own LSTM kernel gives h, then every gate is rebuilt at once.
+"""The LSTM cell and the two engines that trace a layer with it, plus the registry `auto` picks from.
 
-For one layer, given h_t for all t from torch.lstm (oneDNN on CPU, cuDNN on CUDA):
+For one layer and direction, with rows of the (4H, ·) weights in PyTorch's order i, f, g, o:
 
-    z_t = W_ih x_t + W_hh h_{t−1} + b_ih + b_hh     for every t in one GEMM      (T, B, 4H)
+    z_t = W_ih x_t + b_ih + b_hh + W_hh h_{t−1}       (4H): the input part, then the recurrent part
     i_t, f_t, o_t = σ(z_t rows i, f, o);  g_t = tanh(z_t rows g)
-    c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t                  a linear recurrence: solved by a scan
+    c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
+    h_t = o_t ⊙ tanh(c_t)            then h_t = W_hr h_t when proj_size > 0
 
-No per-step Python work except, for wide layers, one multiply-add per step of the scan. The stepwise engine in model.py
-is the reference these numbers are tested against.
+(for the reverse direction, "t−1" is the step processed before t: t+1.)
+
+stepwise: `lstm_cell` step by step (`run_direction`), the input part of every step in one GEMM first. The
+    reference the other engine is tested against; with oneDNN's prepacked W_hh product it is also the faster
+    one for big weights on the CPU.
+fused: torch's own LSTM kernel (oneDNN on CPU, cuDNN on CUDA) gives h for all t, then every gate is rebuilt
+    at once from [x_t, h_{t−1}] in one GEMM, and c by a scan of its linear recurrence (`linear_scan`). No
+    per-step Python work except, for wide layers, one multiply-add per step of the scan.
+
+`auto_engine` picks between them for a model's size; `ENGINES` maps their names to their layer functions.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -33,10 +44,134 @@ class DirectionWeights:
     bias_hh: Tensor | None  # (4H,)
     weight_hr: Tensor | None  # (P, H)
 
+    @classmethod
+    def from_state(cls, state: Mapping[str, Tensor], suffix: str) -> DirectionWeights:
+        """From nn.LSTM-named tensors (a state_dict, or a Trace's weights) and a suffix such as "_l1_reverse"."""
+        get = lambda kind: state.get(kind + suffix)  # noqa: E731
+        return cls(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr"))
+
     def flat(self) -> list[Tensor]:
         """In torch.lstm's parameter order."""
         return [p for p in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, self.weight_hr)
                 if p is not None]
+
+
+QUANTITIES = ("i", "f", "g", "o", "c", "h")
+# Packing pays off only for big weights: for small ones its per-call overhead exceeds the GEMM (measured).
+PACKED_MIN_VALUES = 1 << 20
+
+
+class CellStep(NamedTuple):
+    """What one step computed, each (…, H) but h (…, H_r)."""
+
+    i: Tensor
+    f: Tensor
+    g: Tensor
+    o: Tensor
+    c: Tensor
+    h: Tensor
+
+
+def input_part(x: Tensor, w: DirectionWeights) -> Tensor:
+    """W_ih x + b_ih + b_hh for every row of x (…, I_k) in one GEMM: (…, 4H). The part of z_t that does not
+    wait for h_{t−1}, so all steps' can be computed before the recurrence."""
+    flat_x = x.reshape(-1, x.shape[-1])
+    part = (torch.addmm(w.bias_ih + w.bias_hh, flat_x, w.weight_ih.T) if w.bias_ih is not None
+            else flat_x @ w.weight_ih.T)
+    return part.view(*x.shape[:-1], part.shape[-1])
+
+
+def lstm_cell(x_part: Tensor, h: Tensor, c: Tensor, weights: DirectionWeights,
+              times_w_hh: Callable[[Tensor], Tensor] | None = None) -> CellStep:
+    """One LSTM step. x_part (…, 4H) is `input_part` of x_t; h (…, H_r) and c (…, H) the previous state.
+
+    times_w_hh: h ↦ h W_hhᵀ, when the caller has a faster product for it (`step_product`); by default a matmul.
+    """
+    recurrent = times_w_hh(h) if times_w_hh is not None else h @ weights.weight_hh.T
+    z = x_part + recurrent  # z_t = W_ih x_t + b_ih + b_hh + W_hh h_{t−1}   (…, 4H), rows i, f, g, o
+    z_i, z_f, z_g, z_o = z.chunk(4, dim=-1)
+    i = torch.sigmoid(z_i)  # i_t = σ(W_ii x_t + b_ii + W_hi h_{t−1} + b_hi)
+    f = torch.sigmoid(z_f)  # f_t = σ(W_if x_t + b_if + W_hf h_{t−1} + b_hf)
+    g = torch.tanh(z_g)  # g_t = tanh(W_ig x_t + b_ig + W_hg h_{t−1} + b_hg)
+    o = torch.sigmoid(z_o)  # o_t = σ(W_io x_t + b_io + W_ho h_{t−1} + b_ho)
+    c = f * c + i * g  # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
+    h = o * torch.tanh(c)  # h_t = o_t ⊙ tanh(c_t)
+    if weights.weight_hr is not None:
+        h = h @ weights.weight_hr.T  # h_t = W_hr h_t   (…, P)
+    return CellStep(i, f, g, o, c, h)
+
+
+def run_direction(x: Tensor, h0: Tensor, c0: Tensor, w: DirectionWeights, reverse: bool,
+                  record: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """One layer, one direction, step by step: the reference engine. x (T, B, I_k), h0 (B, H_r), c0 (B, H).
+
+    Returns h for every t (T, B, H_r), h_n and c_n. If `record` is given (views (T, B, ·): "gates" with
+    4H rows i, f, g, o, then "c" and "h"), every step is written there, indexed by input position also
+    when reverse.
+    """
+    seq_len, batch = x.shape[:2]
+    x_part = input_part(x, w)  # W_ih x_t + b_ih + b_hh for all t in one GEMM   (T, B, 4H)
+    times_w_hh = step_product(w.weight_hh, batch)  # h ↦ W_hh h, the one GEMM left in each step
+    h, c = h0, c0
+    steps: dict[str, list[Tensor]] = {q: [] for q in QUANTITIES}
+    for t in range(seq_len - 1, -1, -1) if reverse else range(seq_len):
+        step = lstm_cell(x_part[t], h, c, w, times_w_hh)
+        h, c = step.h, step.c
+        for name, value in zip(QUANTITIES, step, strict=True):
+            if record is not None or name == "h":
+                steps[name].append(value)
+    if reverse:  # store the step for input t at t
+        for seq in steps.values():
+            seq.reverse()
+    if record is None:
+        return torch.stack(steps["h"]), h, c
+    H = c.shape[-1]
+    for name, seq in steps.items():
+        k = "ifgo".find(name)  # gates share one (T, B, 4H) buffer, rows i, f, g, o as in nn.LSTM
+        torch.stack(seq, out=record["gates"][..., k * H:(k + 1) * H] if k >= 0 else record[name])
+    return record["h"], h, c
+
+
+def stepwise_layer(x: Tensor, h0: Tensor, c0: Tensor, weights: list[DirectionWeights],
+                   record: dict[str, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
+    """One layer, each direction by `run_direction`. h0 (D, B, H_r), c0 (D, B, H); record views (D, T, B, ·)."""
+    outs, h_n, c_n = [], [], []
+    for d, w in enumerate(weights):
+        rec = None if record is None else {q: r[d] for q, r in record.items()}
+        out, h_last, c_last = run_direction(x, h0[d], c0[d], w, reverse=d == 1, record=rec)
+        outs.append(out)
+        h_n.append(h_last)
+        c_n.append(c_last)
+    out = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]  # [forward, reverse] features
+    return out, torch.stack(h_n), torch.stack(c_n)
+
+
+def packed_kernels_available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def step_product(weight: Tensor, batch: int) -> Callable[[Tensor], Tensor]:
+    """h ↦ h Wᵀ for a weight that every step reuses. Tracing on the CPU in float32, this is oneDNN's
+    prepacked GEMM, the kind nn.LSTM's own kernel uses (about 1.4× a plain matmul for big weights here);
+    elsewhere, for small weights, and whenever autograd is on, a plain matmul."""
+    if (weight.numel() >= PACKED_MIN_VALUES and weight.device.type == "cpu" and weight.dtype == torch.float32
+            and not torch.is_grad_enabled() and packed_kernels_available()):
+        try:
+            packed = torch.ops.mkldnn._reorder_linear_weight(weight, batch)
+            return lambda h: torch.ops.mkldnn._linear_pointwise(h, packed, None, "none", [], "")
+        except RuntimeError:  # a build without these kernels: the plain product is as exact
+            pass
+    return lambda h: h @ weight.T
+
+
+def auto_engine(weight_hh: Tensor) -> str:
+    """The faster engine for a model whose first W_hh is `weight_hh`. Stepwise computes each GEMM once, fused
+    computes them twice (torch's kernel, then the gate rebuild) but without per-step Python: stepwise wins
+    when each step is one big GEMM that runs at nn.LSTM's speed, i.e. big weights with oneDNN's packed
+    product on the CPU."""
+    w = weight_hh
+    big = w.numel() >= PACKED_MIN_VALUES and w.dtype == torch.float32 and w.device.type == "cpu"
+    return "stepwise" if big and packed_kernels_available() else "fused"
 
 
 def linear_scan(f: Tensor, u: Tensor, c0: Tensor, out: Tensor) -> Tensor:
@@ -92,7 +227,8 @@ def fused_layer(x: Tensor, h0: Tensor, c0: Tensor, weights: list[DirectionWeight
     D = len(weights)
     has_bias = weights[0].bias_ih is not None
     params = [p for w in weights for p in w.flat()]
-    out, h_n, c_n = torch.lstm(x, (h0, c0), params, has_bias, 1, 0.0, False, D == 2, False)  # (T, B, D·H_r)
+    out, h_n, c_n = torch.lstm(x, (h0, c0), params, has_biases=has_bias, num_layers=1, dropout=0.0, train=False,
+                                bidirectional=D == 2, batch_first=False)  # out (T, B, D·H_r)
     if record is None:
         return out, h_n, c_n
     T, B = x.shape[:2]
@@ -125,3 +261,6 @@ def fused_layer(x: Tensor, h0: Tensor, c0: Tensor, weights: list[DirectionWeight
             linear_scan(f, i * g, c0[d], out=record["c"][d])
         record["h"][d].copy_(h)
     return out, h_n, c_n
+
+
+ENGINES = {"stepwise": stepwise_layer, "fused": fused_layer}

@@ -33,11 +33,16 @@ class ResourceError(ValueError):
 
 def trace_bytes(cfg: LSTMConfig, seq_len: int, batch_size: int, dtype_bytes: int = 4) -> int:
     """Bytes of a trace's tensors: gates (4H), c (H) and h (H_r) per layer, direction, step and batch element,
-    each layer's input, and the weights (the model's, and the copy the trace keeps)."""
+    each layer's input, the output (D·H_r), and the weights (the model's, and the copy the trace keeps).
+
+    Left out: h0, c0, h_n and c_n (L·D·B·(H + H_r) values each pair, however long the input). Where the stepwise
+    engine's single-direction output and layer inputs are views of the h buffer it over-counts them instead.
+    """
     L, D, H, H_r = cfg.num_layers, cfg.num_directions, cfg.hidden_size, cfg.real_hidden_size
     states = L * D * (4 * H + H + H_r)
     inputs = sum(cfg.layer_input_size(layer) for layer in range(L))
-    return (seq_len * batch_size * (states + inputs) + 2 * parameter_count(cfg)) * dtype_bytes
+    output = D * H_r
+    return (seq_len * batch_size * (states + inputs + output) + 2 * parameter_count(cfg)) * dtype_bytes
 
 
 def trace_seconds(cfg: LSTMConfig, seq_len: int, batch_size: int) -> float:

@@ -9,6 +9,8 @@ direction d, with rows of the (4H, ·) weights in PyTorch's order i, f, g, o:
     o_t = σ(W_io x_t + b_io + W_ho h_{t−1} + b_ho)        output gate
     c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
     h_t = o_t ⊙ tanh(c_t)            then h_t = W_hr h_t when proj_size > 0
+
+The cell and the engines that run it live in engines.py; this module is the nn.Module around them.
 """
 
 from __future__ import annotations
@@ -20,73 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import LSTMConfig
-from .engines import DirectionWeights, fused_layer
+from .engines import ENGINES, DirectionWeights, auto_engine
 from .trace import Trace
-
-QUANTITIES = ("i", "f", "g", "o", "c", "h")
-# Packing pays off only for big weights: for small ones its per-call overhead exceeds the GEMM (measured).
-PACKED_MIN_VALUES = 1 << 20
-
-
-def run_direction(x: Tensor, h0: Tensor, c0: Tensor, w: DirectionWeights, reverse: bool,
-                  record: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """One layer, one direction, step by step: the reference engine. x (T, B, I_k), h0 (B, H_r), c0 (B, H).
-
-    Returns h for every t (T, B, H_r), h_n and c_n. If `record` is given (views (T, B, ·): "gates" with
-    4H rows i, f, g, o, then "c" and "h"), every step is written there, indexed by input position also
-    when reverse.
-    """
-    seq_len, batch = x.shape[:2]
-    four_h = w.weight_ih.shape[0]
-    # The input half of every gate, for all t in one GEMM: W_i· x_t + b_i· + b_h·   (T, B, 4H)
-    flat_x = x.reshape(seq_len * batch, -1)
-    x_part = (torch.addmm(w.bias_ih + w.bias_hh, flat_x, w.weight_ih.T) if w.bias_ih is not None
-              else flat_x @ w.weight_ih.T).view(seq_len, batch, four_h)
-    times_w_hh = step_product(w.weight_hh, batch)  # h ↦ W_h· h, the one GEMM left in each step
-    h, c = h0, c0
-    steps: dict[str, list[Tensor]] = {q: [] for q in QUANTITIES}
-    for t in range(seq_len - 1, -1, -1) if reverse else range(seq_len):
-        z = x_part[t] + times_w_hh(h)  # (B, 4H) pre-activations: x part + W_h· h_{t−1}
-        z_i, z_f, z_g, z_o = z.chunk(4, dim=1)
-        i = torch.sigmoid(z_i)  # i_t = σ(W_ii x_t + b_ii + W_hi h_{t−1} + b_hi)
-        f = torch.sigmoid(z_f)  # f_t = σ(W_if x_t + b_if + W_hf h_{t−1} + b_hf)
-        g = torch.tanh(z_g)  # g_t = tanh(W_ig x_t + b_ig + W_hg h_{t−1} + b_hg)
-        o = torch.sigmoid(z_o)  # o_t = σ(W_io x_t + b_io + W_ho h_{t−1} + b_ho)
-        c = f * c + i * g  # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
-        h = o * torch.tanh(c)  # h_t = o_t ⊙ tanh(c_t)
-        if w.weight_hr is not None:
-            h = h @ w.weight_hr.T  # h_t = W_hr h_t   (B, P)
-        for name, value in zip("ifgoch", (i, f, g, o, c, h), strict=True):
-            if record is not None or name == "h":
-                steps[name].append(value)
-    if reverse:  # store the step for input t at t
-        for seq in steps.values():
-            seq.reverse()
-    if record is None:
-        return torch.stack(steps["h"]), h, c
-    H = c.shape[-1]
-    for name, seq in steps.items():
-        k = "ifgo".find(name)  # gates share one (T, B, 4H) buffer, rows i, f, g, o as in nn.LSTM
-        torch.stack(seq, out=record["gates"][..., k * H:(k + 1) * H] if k >= 0 else record[name])
-    return record["h"], h, c
-
-
-def packed_kernels_available() -> bool:
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
-def step_product(weight: Tensor, batch: int):
-    """h ↦ h Wᵀ for a weight that every step reuses. Tracing on the CPU in float32, this is oneDNN's
-    prepacked GEMM, the kind nn.LSTM's own kernel uses (about 1.4× a plain matmul for big weights here);
-    elsewhere, for small weights, and whenever autograd is on, a plain matmul."""
-    if (weight.numel() >= PACKED_MIN_VALUES and weight.device.type == "cpu" and weight.dtype == torch.float32
-            and not torch.is_grad_enabled() and packed_kernels_available()):
-        try:
-            packed = torch.ops.mkldnn._reorder_linear_weight(weight, batch)
-            return lambda h: torch.ops.mkldnn._linear_pointwise(h, packed, None, "none", [], "")
-        except RuntimeError:  # a build without these kernels: the plain product is as exact
-            pass
-    return lambda h: h @ weight.T
 
 
 class InstrumentedLSTM(nn.Module):
@@ -156,10 +93,7 @@ class InstrumentedLSTM(nn.Module):
         return lstm.train(self.training)
 
     def direction_weights(self, layer: int, direction: int) -> DirectionWeights:
-        sfx = LSTMConfig.suffix(layer, direction)
-        get = lambda kind: getattr(self, kind + sfx, None)  # noqa: E731
-        return DirectionWeights(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"),
-                                get("weight_hr"))
+        return DirectionWeights.from_state(self._parameters, LSTMConfig.suffix(layer, direction))
 
     # --- forward -----------------------------------------------------------------------------
 
@@ -172,9 +106,10 @@ class InstrumentedLSTM(nn.Module):
     def trace(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None, engine: str = "auto") -> Trace:
         """Forward pass plus every gate and state, detached, as a Trace.
 
-        engine: "stepwise" runs the cell above step by step (the reference); "fused" lets torch's fused
-        LSTM give h, then rebuilds every gate from (x_t, h_{t−1}) in one GEMM and c by a scan; "auto" picks
-        the faster for this shape (`auto_engine`). The tests hold both to nn.LSTM and to each other.
+        engine: "stepwise" runs the cell (`engines.lstm_cell`) step by step (the reference); "fused" lets
+        torch's fused LSTM give h, then rebuilds every gate from (x_t, h_{t−1}) in one GEMM and c by a scan;
+        "auto" picks the faster for this model's size (`engines.auto_engine`). The tests hold both to nn.LSTM
+        and to each other.
         """
         engine = self.auto_engine(input) if engine == "auto" else engine
         output, h_n, c_n, parts = self._run(input, hx, record=True, engine=engine)
@@ -183,12 +118,8 @@ class InstrumentedLSTM(nn.Module):
                      engine=engine, **parts)
 
     def auto_engine(self, input: Tensor) -> str:
-        """The faster engine here. Stepwise computes each GEMM once, fused computes them twice (torch's
-        kernel, then the gate rebuild) but without per-step Python: stepwise wins when each step is one
-        big GEMM that runs at nn.LSTM's speed, i.e. big weights with oneDNN's packed product on the CPU."""
-        w = self.weight_hh_l0
-        big = w.numel() >= PACKED_MIN_VALUES and w.dtype == torch.float32 and w.device.type == "cpu"
-        return "stepwise" if big and packed_kernels_available() else "fused"
+        """The faster engine for this model's size (`engines.auto_engine`); `input` does not change it."""
+        return auto_engine(self.weight_hh_l0)
 
     def _check_input(self, input: Tensor, hx) -> tuple[Tensor, Tensor, Tensor, bool]:
         """nn.LSTM's checks and normalisation: returns x (T, B, I), h0, c0 (L·D, B, ·), batched."""
@@ -269,20 +200,3 @@ class InstrumentedLSTM(nn.Module):
             gates = {q: records["gates"][..., k * H:(k + 1) * H] for k, q in enumerate("ifgo")}  # views
             parts = dict(gates, c=records["c"], h=records["h"], h0=h0, c0=c0, layer_inputs=layer_inputs)
         return output, h_n, c_n, parts
-
-
-def stepwise_layer(x: Tensor, h0: Tensor, c0: Tensor, weights: list[DirectionWeights],
-                   record: dict[str, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
-    """One layer, each direction by `run_direction`. h0 (D, B, H_r), c0 (D, B, H); record views (D, T, B, ·)."""
-    outs, h_n, c_n = [], [], []
-    for d, w in enumerate(weights):
-        rec = None if record is None else {q: r[d] for q, r in record.items()}
-        out, h_last, c_last = run_direction(x, h0[d], c0[d], w, reverse=d == 1, record=rec)
-        outs.append(out)
-        h_n.append(h_last)
-        c_n.append(c_last)
-    out = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]  # [forward, reverse] features
-    return out, torch.stack(h_n), torch.stack(c_n)
-
-
-ENGINES = {"stepwise": stepwise_layer, "fused": fused_layer}

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 
-from . import guard, inputs, seeding
+from . import guard, inputs, links, seeding
 from .config import LSTMConfig
 from .inputs import SequenceInput, check_input_size
 from .model import InstrumentedLSTM
+from .parity import ParityReport, check_trace
 from .trace import Trace
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -54,43 +55,12 @@ class AppConfig:
 
     def to_query(self) -> dict[str, str]:
         """Settings that differ from the defaults, as URL query parameters."""
-        default = AppConfig()
-        return {k: _to_text(v) for k, v in asdict(self).items() if getattr(default, k) != v}
+        return links.to_query(self)
 
     @classmethod
     def from_query(cls, params: dict[str, str]) -> tuple[AppConfig, list[str]]:
-        """Settings from URL parameters; unknown, malformed or out-of-range ones are skipped and reported."""
-        values, problems = {}, []
-        default = cls()
-        for key, text in params.items():
-            if not hasattr(default, key):
-                continue  # other parameters (timestep, layer) belong to the view, not the config
-            kind = type(getattr(default, key))
-            try:
-                value = _from_text(text, kind)
-            except ValueError:
-                problems.append(f"URL parameter {key}={text!r} is not a valid {kind.__name__}; ignored")
-                continue
-            if key in LIMITS and not LIMITS[key][0] <= value <= LIMITS[key][1]:
-                low, high = LIMITS[key]
-                problems.append(f"URL parameter {key}={text!r} is outside {low:,} … {high:,}; ignored")
-            elif key in CHOICES and value not in CHOICES[key]:
-                problems.append(f"URL parameter {key}={text!r} is not one of {', '.join(CHOICES[key])}; ignored")
-            else:
-                values[key] = value
-        return replace(default, **values), problems
-
-
-def _to_text(value) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _from_text(text: str, kind: type):
-    if kind is bool:
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(text)
-        return text.lower() in ("true", "1")
-    return kind(text)
+        """Settings from URL parameters; malformed or out-of-range ones are skipped and reported."""
+        return links.from_query(cls, params, LIMITS, CHOICES)
 
 
 def make_sequence(config: AppConfig, params: dict) -> SequenceInput:
@@ -137,39 +107,8 @@ class Run:
     x: torch.Tensor
     seq: SequenceInput
     trace: Trace
-    parity: dict[str, float]
+    parity: ParityReport
     notice: str = ""  # e.g. why it ran on the CPU although CUDA was chosen
-
-
-PARITY_STEPS = 2048  # a longer input is checked on its first steps: the manual loop is slow on 100k steps
-
-
-def parity_against_torch(model: InstrumentedLSTM, x: torch.Tensor, trace: Trace) -> dict[str, float]:
-    """Max abs difference from torch.nn.LSTM (same weights) of our manual stepwise forward and of the trace.
-
-    On the first PARITY_STEPS steps: output, h_n and c_n of the manual module, and the trace's recorded last
-    layer h; on the whole input: the trace's output, h_n and c_n.
-    """
-    time_axis = 1 if model.batch_first else 0
-    steps = min(x.shape[time_axis], PARITY_STEPS)
-    head = x.narrow(time_axis, 0, steps)
-    reference = model.to_torch()
-    with torch.no_grad():
-        want_out, (want_h, want_c) = reference(head)
-        got_out, (got_h, got_c) = model(head)
-        full_out, (full_h, full_c) = reference(x) if steps < x.shape[time_axis] else (want_out, (want_h, want_c))
-    recorded = trace.h[-1, :, :steps].permute(1, 2, 0, 3).reshape(steps, trace.batch_size, -1)  # (T, B, D·H_r)
-    diffs = {
-        "output": (got_out - want_out).abs().max().item(),
-        "h_n": (got_h - want_h).abs().max().item(),
-        "c_n": (got_c - want_c).abs().max().item(),
-        "trace h": (recorded - (want_out.transpose(0, 1) if model.batch_first else want_out)).abs().max().item(),
-        "trace output": (trace.output - full_out).abs().max().item(),
-        "trace c_n": (trace.c_n - full_c).abs().max().item(),
-    }
-    diffs["max"] = max(diffs.values())
-    diffs["steps checked"] = steps
-    return diffs
 
 
 def adopt_model(weights: InstrumentedLSTM, config: AppConfig) -> InstrumentedLSTM:
@@ -218,10 +157,13 @@ def on_device_or_cpu(config: AppConfig, lstm_config: LSTMConfig, seq: SequenceIn
 def traced_run(config: AppConfig, lstm_config: LSTMConfig, seq: SequenceInput,
                weights: InstrumentedLSTM | None) -> Run:
     """The device work of `run`, on `config.device`."""
+    if config.device == "cuda":
+        # TF32 would round cuDNN's float32 to ~1e-3, and the badge would rightly fail: the app shows exact numbers.
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     if weights is not None:
         model = adopt_model(weights, config)
     else:
         model = make_model(lstm_config, config.seed, config.device, config.dtype)
     x = model_input(seq, lstm_config, config.device, config.dtype)
     trace = model.trace(x)
-    return Run(model, x, seq, trace, parity_against_torch(model, x, trace))
+    return Run(model, x, seq, trace, check_trace(model, x, trace))

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lstm_viz.parity import TOLERANCE  # noqa: F401  (the app's parity badge and the tests share one constant)
+
 CUDA = pytest.param(
     "cuda",
     marks=[pytest.mark.cuda,
            pytest.mark.skipif(not torch.cuda.is_available(), reason="torch.cuda.is_available() is False")],
 )
 DEVICES = ["cpu", CUDA]
-# float64 must agree to the last bits; float32 within what reordered sums can differ by.
-TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 
 @pytest.fixture(autouse=True)

@@ -136,8 +136,8 @@ def test_saturation_and_ledger_specs_are_valid(trace):
     spec = saturation_spec(sat, 0.2, 0.8, highlight_unit=1)
     go.Figure(spec)
     first = spec["data"][0]
-    np.testing.assert_allclose(first["x"], sat["f"][0, 0, :, 0]) and np.testing.assert_allclose(
-        first["y"], sat["f"][0, 0, :, 1])
+    np.testing.assert_allclose(first["x"], sat["f"][0, 0, :, 0])  # two statements: assert_allclose returns None
+    np.testing.assert_allclose(first["y"], sat["f"][0, 0, :, 1])
     go.Figure(ledger_spec(analysis.memory_ledger(trace, 1, 1, 0), unit=2, layer=1))
     go.Figure(unit_spec(trace, unit=0, batch=1, t=4))
     go.Figure(loss_spec([1.0, 0.5, 0.1], threshold=0.2))

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lstm_viz import InstrumentedLSTM, trace
-from lstm_viz.model import ENGINES
+from lstm_viz.engines import ENGINES
 
 
 @st.composite

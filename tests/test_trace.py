@@ -9,8 +9,7 @@ import torch
 from conftest import DEVICES
 
 from lstm_viz import InstrumentedLSTM, LSTMConfig
-from lstm_viz.engines import linear_scan
-from lstm_viz.model import ENGINES
+from lstm_viz.engines import ENGINES, linear_scan
 
 CONFIGS = [
     dict(num_layers=1),
