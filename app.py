@@ -1,204 +1,73 @@
 """lstm-viz: step through an LSTM and see every gate and state.   streamlit run app.py
 
-Widgets in, figures out: every number comes from lstm_viz, which this file only wires to the page.
+Widgets in, figures out. One way through each run: the stored state (settings, input parameters, view) ->
+the model and input resolved -> the sidebar drawn from what was resolved -> the views of (run, view) -> the URL.
+Every number comes from lstm_viz; this file only wires widgets to it.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import asdict, fields, replace
+from dataclasses import replace
 
 import streamlit as st
 import torch
 
-from lstm_viz import InstrumentedLSTM, LSTMConfig, figures, shapes, tasks
-from lstm_viz.guard import ResourceError
-from lstm_viz.inputs import MAX_BATCH, MAX_TYPED_CHARS, SIGNAL_KINDS, InputError
-from lstm_viz.loading import WeightsError, describe, list_lstms, load_lstm
-from lstm_viz.pipeline import (
-    DATA_SIZED_SOURCES,
-    DEVICES,
-    DTYPES,
-    INPUT_SOURCES,
-    LIMITS,
-    AppConfig,
-    make_sequence,
-    run,
-)
-from lstm_viz.views import (
-    PLAY_INTERVAL_S,
-    chart,
-    export_panel,
-    inspected,
-    parity_badge,
-    play_button,
-    saturation_panel,
-    shapes_panel,
-    step_view,
-)
+from lstm_viz import escape, figures, tasks, views
+from lstm_viz import page_state as state
+from lstm_viz.inputs import MAX_TYPED_CHARS, SIGNAL_KINDS
+from lstm_viz.loading import WeightsError, describe
+from lstm_viz.model import InstrumentedLSTM
+from lstm_viz.pipeline import DEVICES, DTYPES, INPUT_SOURCES, LIMITS, AppConfig
+from lstm_viz.resolve import ModelChoice, Resolved, failed, resolve, waiting
+from lstm_viz.session import SessionData, TrainedTask
+from lstm_viz.shapes import CLASSIC_PRESET
+from lstm_viz.view import DISTRIBUTIONS, MODEL_SOURCES, TABS, Sources, origin_of
 
 CUDA_AVAILABLE = torch.cuda.is_available()
-DEFAULT_TYPED = "0.0, 1.0\n0.5, 0.5\n1.0, 0.0\n0.5, -0.5\n0.0, -1.0"
-DEFAULT_TEXT = "hello, lstm"
-VIEW_KEYS = ("timestep", "layer")
-MODEL_SOURCES = ("random init", "uploaded weights", "toy task")
-VIEWS = ("Step through time", "Unit drill-down", "Saturation & memory", "Shapes", "Export")
-
-
-def init_state_from_url() -> None:
-    """On a session's first run, take settings from the URL so a copied link reopens the same view."""
-    if "_initialised" in st.session_state:
-        return
-    st.session_state["_initialised"] = True
-    config, problems = AppConfig.from_query(dict(st.query_params))
-    for key, value in asdict(config).items():
-        if key in st.query_params or key not in st.session_state:
-            st.session_state[key] = value
-    for key in VIEW_KEYS:
-        if key in st.query_params and st.query_params[key].isdigit():
-            st.session_state[key] = int(st.query_params[key])
-    for key, allowed in (("model_source", MODEL_SOURCES), ("task", tuple(tasks.TASKS))):
-        if st.query_params.get(key) in allowed:
-            st.session_state[key] = st.query_params[key]
-    st.session_state["_url_problems"] = problems
+FIXED_BY = {"uploaded weights": "the uploaded weights", "toy task": "the toy task"}
 
 
 def load_classic_preset() -> None:
     """The PyTorch docs' example: nn.LSTM(10, 20, 2) fed torch.randn(5, 3, 10)."""
-    st.session_state.update({k: v for k, v in shapes.CLASSIC_PRESET.items()}, input_source="random",
-                            timestep=0, layer=0)
+    state.update(state.CONFIG, **CLASSIC_PRESET, input_source="random")
+    state.update(state.SOURCES, model_source="random init")
+    state.update(state.VIEW, timestep=0, layer=0, direction=0)
 
 
-def chosen_task() -> tasks.Task:
-    return tasks.TASKS[st.session_state.get("task", next(iter(tasks.TASKS)))]
+# --- the model source: random init, uploaded weights or a toy task ----------------------------------------------
 
-
-def fixed_model_config(model_source: str):
-    """The config of the toy task's or the uploaded model (once loaded), for the sidebar to show."""
-    if model_source == "toy task":
-        task = chosen_task()
-        return LSTMConfig(task.input_size, task.hidden_size)
-    loaded = st.session_state.get("_weights")
-    return loaded[1].config if loaded is not None else None
-
-
-def sidebar() -> AppConfig:
-    """The Configure panel; returns the settings as plain values."""
-    sb = st.sidebar
-    sb.header("Configure")
-    sb.button("Preset: nn.LSTM(10, 20, 2) on randn(5, 3, 10)", on_click=load_classic_preset,
-              help="The classic example from the PyTorch docs", key="preset_classic")
-    model_source = sb.selectbox("model", MODEL_SOURCES, key="model_source",
-                                help="random weights from the seed, your trained nn.LSTM, or a toy task trained here")
-    if model_source == "uploaded weights":
-        # No type= filter: Streamlit would raise on a wrong name before the script runs; the bytes are checked
-        sb.file_uploader("state_dict (.pt) saved with torch.save(lstm.state_dict(), path)", key="weights_upload")
-    elif model_source == "toy task":
-        sb.selectbox("task", list(tasks.TASKS), key="task", format_func=lambda k: tasks.TASKS[k].title)
-    fixed = model_source != "random init"  # the weights fix the model's sizes: show theirs
-    if fixed and (known := fixed_model_config(model_source)) is not None:
-        for name in ("input_size", "hidden_size", "num_layers", "proj_size", "bidirectional", "bias"):
-            st.session_state[name] = getattr(known, name)
-    source = sb.selectbox("input source", INPUT_SOURCES, key="input_source", disabled=model_source == "toy task",
-                          help="typed, text and file inputs set seq_len, batch and input_size themselves")
-    from_data = source in DATA_SIZED_SOURCES
-    set_by_data = "set by the input data" if from_data else None
-    sb.subheader("Model")
-    set_by_weights = "set by the weights" if fixed else None
-    sb.number_input("input_size", *LIMITS["input_size"], key="input_size", disabled=from_data or fixed,
-                    help=set_by_data or set_by_weights)
-    sb.number_input("hidden_size", *LIMITS["hidden_size"], key="hidden_size", disabled=fixed, help=set_by_weights)
-    sb.number_input("num_layers", *LIMITS["num_layers"], key="num_layers", disabled=fixed, help=set_by_weights)
-    sb.number_input("proj_size", *LIMITS["proj_size"], key="proj_size", disabled=fixed,
-                    help=set_by_weights or "0: no projection; else < hidden_size")
-    sb.checkbox("bidirectional", key="bidirectional", disabled=fixed, help=set_by_weights)
-    sb.checkbox("bias", key="bias", disabled=fixed, help=set_by_weights)
-    sb.checkbox("batch_first", key="batch_first", help="feed (batch, seq, features) instead of (seq, batch, …)")
-    sb.subheader("Data")
-    sb.number_input("seq_len", *LIMITS["seq_len"], key="seq_len", disabled=from_data, help=set_by_data)
-    sb.number_input("batch_size", *LIMITS["batch_size"], key="batch_size", disabled=from_data, help=set_by_data)
-    sb.number_input("seed", *LIMITS["seed"], key="seed", help="weights and random inputs")
-    sb.subheader("Run")
-    if not CUDA_AVAILABLE:
-        st.session_state["device"] = "cpu"  # e.g. asked for by a link made on a GPU server
-    sb.selectbox("device", DEVICES, key="device", disabled=not CUDA_AVAILABLE)
-    if not CUDA_AVAILABLE:
-        sb.caption("CUDA is disabled: torch.cuda.is_available() is False on this server.")
-    sb.selectbox("dtype", list(DTYPES), key="dtype")
-    sb.subheader("Inspect")
-    sb.number_input("unit", 0, 4095, key="unit", help="boxed in the heatmaps; its equation, lines and ledger below")
-    sb.number_input("batch element", 0, MAX_BATCH - 1, key="batch_index", help="for the over-time and unit views")
-    return AppConfig(**{f.name: st.session_state[f.name] for f in fields(AppConfig)})
-
-
-def source_params(source: str) -> dict:
-    """The widgets of the chosen input source; returns their values."""
-    if source == "random":
-        return {"distribution": st.radio("distribution", ["normal", "uniform"], key="distribution",
-                                         horizontal=True)}
-    if source == "typed":
-        text = st.text_area("one timestep per line (or ;), values split by commas or spaces; a blank line "
-                            "starts the next batch element", key="typed_text", height=140,
-                            max_chars=MAX_TYPED_CHARS)
-        return {"text": text}
-    if source == "signal":
-        cols = st.columns(4)
-        return {"kind": cols[0].selectbox("signal", SIGNAL_KINDS, key="signal_kind"),
-                "period": cols[1].number_input("period", 1.0, 10_000.0, key="signal_period"),
-                "amplitude": cols[2].number_input("amplitude", 0.0, 100.0, key="signal_amplitude"),
-                "noise": cols[3].number_input("noise (std)", 0.0, 10.0, key="signal_noise")}
-    if source == "text":
-        return {"text": st.text_input("text: one character per step, one-hot over its characters",
-                                      key="text_input")}
-    upload = st.file_uploader("CSV (rows = steps, columns = features) or .npy (T, F) / (T, B, F)",
-                              key="upload")  # no type= filter (see weights_upload): load_file checks the name
-    return {"name": upload.name, "data": upload.getvalue()} if upload else {"data": None}
-
-
-def input_key(config: AppConfig, params: dict) -> str:
-    """Identity of a (config, input): the trace is recomputed only when it changes."""
-    hashable = {k: hashlib.sha1(v).hexdigest() if isinstance(v, bytes) else v for k, v in params.items()}
-    return repr((config, sorted(hashable.items())))
-
-
-def uploaded_weights():
-    """The uploaded state_dict's LSTM (the user picks one when several are inside), or None (with a message) while
-    there is no upload; raises WeightsError, naming the file, when it cannot be used."""
+def uploaded_model(session: SessionData) -> ModelChoice | None:
+    """The uploaded file's LSTM (the user picks one when several are inside), or None while there is none;
+    raises WeightsError, naming the file, when it cannot be used."""
     upload = st.session_state.get("weights_upload")
     if upload is None:
-        st.info("Upload a state_dict saved with `torch.save(lstm.state_dict(), path)` (the sidebar, under model); "
-                "an LSTM nested in a bigger model (`encoder.rnn.`…) or a checkpoint dict works too.")
+        made_with = state.origin()
+        if made_with.weights:
+            st.warning(f"This link was made with uploaded weights **{escape.markdown(made_with.weights)}** "
+                       f"({escape.markdown(made_with.weights_model)}). A link cannot carry weights: upload the same "
+                       "file in the sidebar, under model, to see what the link showed.", icon=":material/link:")
+        else:
+            st.info("Upload a state_dict saved with `torch.save(lstm.state_dict(), path)` (the sidebar, under model); "
+                    "an LSTM nested in a bigger model (`encoder.rnn.`…) or a checkpoint dict works too.")
         return None
-    data = upload.getvalue()
-    digest = hashlib.sha1(data).hexdigest()
-    found = st.session_state.get("_lstms_found")
-    if found is None or found[0] != digest:
-        try:
-            found = (digest, list_lstms(data))
-        except WeightsError as err:
-            raise WeightsError(f"{upload.name}: {err}") from None
-        st.session_state["_lstms_found"] = found
-    configs = found[1]
-    prefix = next(iter(configs))
-    if len(configs) > 1:
-        prefix = st.selectbox("which LSTM in the file", list(configs), key="weights_prefix",
-                              format_func=lambda p: f"{p or '(top level)'}: {describe(configs[p])}")
-    cached = st.session_state.get("_weights")
-    if cached is None or cached[0] != (digest, prefix):
-        try:
-            cached = ((digest, prefix), load_lstm(data, prefix=prefix))
-        except WeightsError as err:
-            raise WeightsError(f"{upload.name}: {err}") from None
-        st.session_state["_weights"] = cached
-    st.caption(f"Loaded {upload.name}{' at ' + prefix if prefix else ''}: `{describe(cached[1].config)}` "
+    data, name = upload.getvalue(), escape.markdown(upload.name)
+    try:
+        found = session.lstms_in(data)
+        prefix = next(iter(found))
+        if len(found) > 1:
+            prefix = st.selectbox("which LSTM in the file", list(found), key="weights_prefix",
+                                  format_func=lambda p: f"{p or '(top level)'}: {describe(found[p])}")
+        weights = session.weights(data, prefix)
+    except WeightsError as err:
+        raise WeightsError(f"{name}: {err}") from None
+    st.caption(f"Loaded {name}{' at ' + escape.markdown(prefix) if prefix else ''}: `{describe(weights.config)}` "
                "(batch_first is not stored in weights: set it in the sidebar)")
-    return cached[1]
+    return ModelChoice(weights, session.weights_identity(data, prefix), None, FIXED_BY["uploaded weights"])
 
 
-def toy_task(config: AppConfig):
+def toy_task_model(config: AppConfig, sources: Sources, session: SessionData) -> ModelChoice | None:
     """The chosen toy task: train it here (progress and loss curve), then its trained (or untrained) LSTM."""
-    task = chosen_task()
-    trained = st.session_state.setdefault("_trained", {})  # (task, seed) -> (TrainResult, InstrumentedLSTM)
+    task = tasks.TASKS[sources.task]
     st.markdown(f"**{task.title}**: {task.description}")
     cols = st.columns([1, 3])
     if cols[0].button(f"Train ({task.max_steps} steps at most)", key="train_task", icon=":material/model_training:"):
@@ -206,120 +75,215 @@ def toy_task(config: AppConfig):
         report = lambda step, loss: bar.progress(min(1.0, step / task.max_steps),  # noqa: E731
                                                  text=f"step {step}: loss {loss:.4f}")
         result = tasks.train(task.name, seed=config.seed, progress=report)
-        trained[(task.name, config.seed)] = (result, InstrumentedLSTM.from_torch(result.lstm))
+        session.trained[(task.name, config.seed)] = TrainedTask(result, InstrumentedLSTM.from_torch(result.lstm))
         bar.empty()
-    if (task.name, config.seed) not in trained:
+    task_input = tasks.example(task, seed=config.seed)
+    trained = session.trained.get((task.name, config.seed))
+    if trained is None:
+        if state.origin().trained:
+            st.warning(f"This link was made after training **{task.title}** from seed {config.seed}. A link cannot "
+                       "carry trained weights: press Train to reproduce them (training is seeded, so the same seed "
+                       "trains the same weights).", icon=":material/link:")
+            return None
         st.info("Untrained: random weights with the task's sizes (forget-gate bias +2, as training starts). Press "
                 "Train to see what training does to the gates.")
-        untrained = tasks.new_lstm(task, seed=config.seed)  # as training starts it
-        return InstrumentedLSTM.from_torch(untrained), f"untrained {task.name} {config.seed}"
-    result, model = trained[(task.name, config.seed)]
+        untrained = InstrumentedLSTM.from_torch(tasks.new_lstm(task, seed=config.seed))  # as training starts it
+        return ModelChoice(untrained, f"untrained {task.name} {config.seed}", task_input, FIXED_BY["toy task"])
+    result = trained.result
     verdict = "reached" if result.final_loss < task.loss_threshold else "did not reach"
     st.caption(f"Trained in {result.steps} steps ({result.seconds:.1f} s): loss {result.final_loss:.4f}, "
                f"{verdict} the target {task.loss_threshold:g}.")
-    chart(figures.loss_spec(result.losses, task.loss_threshold), "loss_curve")
-    return model, f"trained {task.name} {config.seed} {result.steps}"
+    views.chart(figures.loss_spec(result.losses, task.loss_threshold), "loss_curve")
+    identity = f"trained {task.name} {config.seed} {result.steps}"
+    return ModelChoice(trained.model, identity, task_input, FIXED_BY["toy task"], trained=True)
 
 
-def chosen_model(config: AppConfig):
-    """(weights or None for a random init, their identity, the input a toy task feeds) for the sidebar's model."""
-    source = st.session_state.get("model_source", MODEL_SOURCES[0])
-    if source == "uploaded weights":
-        weights = uploaded_weights()
-        identity = repr(st.session_state.get("_weights", (None,))[0])
-        return (weights, identity, None) if weights is not None else None
-    if source == "toy task":
+def chosen_model(config: AppConfig, sources: Sources, session: SessionData) -> ModelChoice | None:
+    """The sidebar's model source as a ModelChoice; None while the user must supply something first."""
+    if sources.model_source == "uploaded weights":
+        return uploaded_model(session)
+    if sources.model_source == "toy task":
         with st.expander("Toy task", expanded=True):
-            weights, identity = toy_task(config)
-        return weights, identity, tasks.example(chosen_task(), seed=config.seed)
-    return None, "", None
+            return toy_task_model(config, sources, session)
+    return ModelChoice()
 
 
-def current_run(config: AppConfig, params: dict, weights=None, weights_id: str = "", task_input=None):
-    """The traced run for these settings; on bad input, an error and the last good run (or None)."""
-    if weights is not None and config.input_source not in DATA_SIZED_SOURCES:
-        config = replace(config, input_size=weights.input_size)  # random and signal inputs fit the weights
-    key = input_key(config, params) + weights_id + (task_input.source if task_input is not None else "")
-    last = st.session_state.get("_last_good")
-    if last is not None and last[0] == key:
-        return last[1]
-    try:
-        seq = task_input if task_input is not None else make_sequence(config, params)
-        result = run(config, seq, weights)
-    except (InputError, ValueError, TypeError, RuntimeError) as err:
-        out_of_memory = isinstance(err, (ResourceError, torch.OutOfMemoryError)) or "allocate memory" in str(err)
-        kind = "Input" if isinstance(err, InputError) else "Resource" if out_of_memory else "Configuration"
-        st.error(f"{kind} problem: {err}", icon="⚠️")
-        return last_good_run()
-    st.session_state["_last_good"] = (key, result)
-    return result
+# --- the input source's own parameters ---------------------------------------------------------------------------
+
+def input_params(config: AppConfig, sources: Sources) -> dict | None:
+    """The chosen input source's widgets, bound to the stored parameters; returns make_sequence's parameters, or
+    None while the user must supply something a link could not carry."""
+    source, made_with = config.input_source, state.origin()
+    with st.expander(f"Input: {source}", expanded=source != "random"):
+        if source == "random":
+            st.radio("distribution", DISTRIBUTIONS, horizontal=True, **state.bound(state.SOURCES, "distribution"))
+        elif source == "signal":
+            cols = st.columns(4)
+            cols[0].selectbox("signal", SIGNAL_KINDS, **state.bound(state.SOURCES, "signal_kind"))
+            for col, (name, label) in zip(cols[1:], (("signal_period", "period"), ("signal_amplitude", "amplitude"),
+                                                     ("signal_noise", "noise (std)")), strict=True):
+                col.number_input(label, *Sources.LIMITS[name], **state.bound(state.SOURCES, name))
+        elif source == "typed":
+            if made_with.typed_text_chars and not sources.typed_text:
+                st.warning(f"This link was made with a typed sequence of {made_with.typed_text_chars:,} characters, "
+                           "too long for a link: paste it below (or save it as a .csv and choose the file source).",
+                           icon=":material/link:")
+            st.text_area("one timestep per line (or ;), values split by commas or spaces; a blank line starts the "
+                         "next batch element", height=140, max_chars=MAX_TYPED_CHARS,
+                         **state.bound(state.SOURCES, "typed_text"))
+            if made_with.typed_text_chars and not sources.typed_text:
+                return None
+        elif source == "text":
+            if made_with.text_chars and not sources.text_input:
+                st.warning(f"This link was made with a text of {made_with.text_chars:,} characters, too long for a "
+                           "link: paste it below.", icon=":material/link:")
+            st.text_input("text: one character per step, one-hot over its characters",
+                          **state.bound(state.SOURCES, "text_input"))
+            if made_with.text_chars and not sources.text_input:
+                return None
+        else:  # no type= filter: Streamlit would raise on a wrong name before the script runs; load_file checks it
+            upload = st.file_uploader("CSV (rows = steps, columns = features) or .npy (T, F) / (T, B, F)", key="upload")
+            if upload is not None:
+                return {"name": upload.name, "data": upload.getvalue()}
+            if made_with.file:
+                st.warning(f"This link was made with the file **{escape.markdown(made_with.file)}**. A link cannot "
+                           "carry files: upload it above to see what the link showed.", icon=":material/link:")
+                return None
+            return {"data": None}
+    return sources.input_params(source)
 
 
-def last_good_run():
-    """After a problem: the last run that worked (saying so), or None."""
-    last = st.session_state.get("_last_good")
-    if last is None:
-        return None
-    st.info("Showing the last good input and configuration.")
-    return last[1]
+# --- the sidebar, drawn from what was resolved ---------------------------------------------------------------------
+
+def setting(widget, label: str, name: str, *args, fixed: dict, help: str | None = None, **kwargs):
+    """A sidebar setting: bound to the stored config, or, when the weights or the data fix it, disabled and showing
+    the value in use with the reason."""
+    if name in fixed:
+        value, why = fixed[name]
+        if len(args) == 2 and not isinstance(value, bool):  # number bounds: the real value may lie beyond the
+            args = (min(args[0], value), max(args[1], value))  # sidebar's (an upload of 9 layers, say)
+        return widget(label, *args, help=why, **state.fixed(name, value), **kwargs)
+    return widget(label, *args, help=help, **state.bound(state.CONFIG, name), **kwargs)
+
+
+def sidebar(resolved: Resolved) -> None:
+    """The Configure panel. Its sizes are those of the run shown."""
+    sb, fixed, sources = st.sidebar, resolved.fixed, state.sources()
+    sb.header("Configure")
+    sb.button("Preset: nn.LSTM(10, 20, 2) on randn(5, 3, 10)", on_click=load_classic_preset,
+              help="The classic example from the PyTorch docs", key="preset_classic")
+    sb.selectbox("model", MODEL_SOURCES, help="random weights from the seed, your trained nn.LSTM, or a toy task "
+                 "trained here", **state.bound(state.SOURCES, "model_source"))
+    if sources.model_source == "uploaded weights":
+        # No type= filter: Streamlit would raise on a wrong name before the script runs; the bytes are checked
+        sb.file_uploader("state_dict (.pt) saved with torch.save(lstm.state_dict(), path)", key="weights_upload")
+    elif sources.model_source == "toy task":
+        sb.selectbox("task", list(tasks.TASKS), format_func=lambda k: tasks.TASKS[k].title,
+                     **state.bound(state.SOURCES, "task"))
+    if sources.model_source == "toy task":
+        sb.selectbox("input source", INPUT_SOURCES, help="the toy task feeds its own examples",
+                     **state.fixed("input_source", state.config().input_source))
+    else:
+        sb.selectbox("input source", INPUT_SOURCES, help="typed, text and file inputs set seq_len, batch and "
+                     "input_size themselves", **state.bound(state.CONFIG, "input_source"))
+    sb.subheader("Model")
+    setting(sb.number_input, "input_size", "input_size", *LIMITS["input_size"], fixed=fixed)
+    setting(sb.number_input, "hidden_size", "hidden_size", *LIMITS["hidden_size"], fixed=fixed)
+    setting(sb.number_input, "num_layers", "num_layers", *LIMITS["num_layers"], fixed=fixed)
+    setting(sb.number_input, "proj_size", "proj_size", *LIMITS["proj_size"], fixed=fixed,
+            help="0: no projection; else < hidden_size")
+    setting(sb.checkbox, "bidirectional", "bidirectional", fixed=fixed)
+    setting(sb.checkbox, "bias", "bias", fixed=fixed)
+    setting(sb.checkbox, "batch_first", "batch_first", fixed=fixed,
+            help="feed (batch, seq, features) instead of (seq, batch, …)")
+    sb.subheader("Data")
+    setting(sb.number_input, "seq_len", "seq_len", *LIMITS["seq_len"], fixed=fixed)
+    setting(sb.number_input, "batch_size", "batch_size", *LIMITS["batch_size"], fixed=fixed)
+    setting(sb.number_input, "seed", "seed", *LIMITS["seed"], fixed=fixed, help="weights and random inputs")
+    sb.subheader("Run")
+    device_fixed = {} if CUDA_AVAILABLE else {"device": ("cpu", "torch.cuda.is_available() is False here")}
+    setting(sb.selectbox, "device", "device", DEVICES, fixed=device_fixed)
+    if not CUDA_AVAILABLE:
+        sb.caption("CUDA is disabled: torch.cuda.is_available() is False on this server.")
+    setting(sb.selectbox, "dtype", "dtype", list(DTYPES), fixed={})
+    sb.subheader("Inspect")
+    trace = resolved.run.trace if resolved.run is not None else None
+    view = state.view().fitted_to(trace) if trace is not None else state.view()
+    sb.number_input("unit", 0, trace.config.hidden_size - 1 if trace else 2047,
+                    help="boxed in the heatmaps; its equation, lines and ledger below",
+                    **state.bound(state.VIEW, "unit", view.unit))
+    sb.number_input("batch element", 0, trace.batch_size - 1 if trace else LIMITS["batch_size"][1] - 1,
+                    help="for the over-time and unit views", **state.bound(state.VIEW, "batch_index", view.batch_index))
+
+
+# --- the page -----------------------------------------------------------------------------------------------------
+
+def explore(resolved: Resolved, link_origin) -> None:
+    """The tabs, drawn from (run, view); a fragment, so stepping reruns only this. Ends by writing the URL."""
+    run = resolved.run
+    trace = run.trace
+    if views.playing():
+        state.update(state.VIEW, timestep=state.view().fitted_to(trace).next_step(trace.seq_len).timestep)
+    view = state.view().fitted_to(trace)
+    labels = list(TABS.values())
+    tab_of = {label: slug for slug, label in TABS.items()}
+    # Lazy tabs: only the open one runs, so a rerun costs what the visible view needs.
+    step_tab, unit_tab, saturation_tab, shapes_tab, export_tab = st.tabs(
+        labels, **state.bound(state.VIEW, "tab", TABS[view.tab], key="tab", parse=tab_of.get))
+    if step_tab.open:
+        with step_tab:
+            views.step_view(run, view)
+    if unit_tab.open:
+        with unit_tab:
+            views.unit_view(run, view)
+    if saturation_tab.open:
+        with saturation_tab:
+            views.saturation_panel(run.trace, view)
+    if shapes_tab.open:
+        with shapes_tab:
+            views.shapes_panel(run, resolved.config)
+    if export_tab.open:
+        with export_tab:
+            views.export_panel(run, view)
+    state.write_url(resolved.config, view, link_origin)
 
 
 def main() -> None:
     st.set_page_config(page_title="lstm-viz", page_icon="🔬", layout="wide")
-    init_state_from_url()
-    for problem in st.session_state.pop("_url_problems", []):
-        st.warning(problem)
-    st.session_state.setdefault("unit", 0)  # boxed in the heatmaps and explained in the equation panel
-    st.session_state.setdefault("typed_text", DEFAULT_TYPED)
-    st.session_state.setdefault("text_input", DEFAULT_TEXT)
-    st.session_state.setdefault("signal_period", 16.0)
-    st.session_state.setdefault("signal_amplitude", 1.0)
-    st.session_state.setdefault("signal_noise", 0.0)
-    config = sidebar()
+    for problem in state.init_from_url():
+        st.warning(escape.markdown(problem))
+    config, sources, session = state.config(), state.sources(), state.session()
+    if not CUDA_AVAILABLE:
+        config = replace(config, device="cpu")  # e.g. asked for by a link made on a GPU server
     st.title("lstm-viz: inside an LSTM")
     try:
-        model = chosen_model(config)
+        choice = chosen_model(config, sources, session)
     except WeightsError as err:
-        st.error(f"Weights problem in {err}", icon="⚠️")
-        result = last_good_run()
+        choice, resolved = None, failed(config, sources, ModelChoice(fixed_by=FIXED_BY["uploaded weights"]),
+                                        session, f"Weights problem in {err}")
     else:
-        if model is None:
-            return  # no weights uploaded yet
-        weights, weights_id, task_input = model
-        params = {}
-        if task_input is None:
-            with st.expander(f"Input: {config.input_source}", expanded=config.input_source != "random"):
-                params = source_params(config.input_source)
-        result = current_run(config, params, weights, weights_id, task_input)
-    if result is None:
+        params = input_params(config, sources) if choice is not None and choice.task_input is None else {}
+        if choice is None or params is None:  # waiting for the user: nothing of other weights or data is shown
+            resolved = waiting(config, sources, ModelChoice(fixed_by=FIXED_BY.get(sources.model_source, "")))
+        else:
+            resolved = resolve(config, sources, params, choice, session)
+    sidebar(resolved)
+    if resolved.problem:
+        st.error(resolved.problem, icon="⚠️")
+    if resolved.run is None:
         return
-    view = {k: str(st.session_state.get(k, 0)) for k in VIEW_KEYS}
-    if st.session_state.get("model_source", MODEL_SOURCES[0]) == "toy task":
-        view |= {"model_source": "toy task", "task": chosen_task().name}
-    st.query_params.from_dict(config.to_query() | view)
-    parity_badge(result)
-    if result.notice:
-        st.warning(result.notice, icon=":material/memory:")
-    # Lazy tabs: only the open one runs, so a rerun costs what the visible view needs.
-    step_tab, unit_tab, saturation_tab, shapes_tab, export_tab = st.tabs(VIEWS, key="view", on_change="rerun")
-    if step_tab.open:
-        with step_tab:
-            playing = play_button()
-            st.fragment(run_every=PLAY_INTERVAL_S if playing else None)(step_view)(result)
-    if unit_tab.open:
-        with unit_tab:
-            unit, batch = inspected(result.trace)
-            chart(result.trace.memo(("unit lines", unit, batch), lambda: figures.unit_spec(
-                result.trace, unit, batch, time_labels=result.seq.labels)), "unit_lines")
-    if saturation_tab.open:
-        with saturation_tab:
-            saturation_panel(result.trace)
-    if shapes_tab.open:
-        with shapes_tab:
-            shapes_panel(result, config)
-    if export_tab.open:
-        with export_tab:
-            export_panel(result)
+    if resolved.stale:
+        st.info("Showing the last good input and configuration.")
+    views.parity_badge(resolved.run)
+    if resolved.run.notice:
+        st.warning(resolved.run.notice, icon=":material/memory:")
+    upload, data_file = st.session_state.get("weights_upload"), st.session_state.get("upload")
+    link_origin = origin_of(
+        resolved.sources, resolved.config.input_source,
+        weights_name=upload.name if upload is not None else "", weights_model=describe(resolved.run.model.config),
+        trained=choice is not None and choice.trained,
+        file_name=data_file.name if data_file is not None else "")
+    st.fragment(run_every=views.PLAY_INTERVAL_S if views.playing() else None)(explore)(resolved, link_origin)
 
 
 main()

@@ -123,9 +123,21 @@ def step_spec(trace: Trace, t: int, layer: int = 0, direction: int = 0, highligh
     layout |= colour_axes(trace, layer, direction, {"coloraxis": dict(x=0.93, y=0.78, len=0.4),
                                                     "coloraxis2": dict(x=0.93, y=0.22, len=0.4),
                                                     "coloraxis3": dict(x=1.02, y=0.22, len=0.4)})
-    layout |= dict(annotations=annotations, shapes=shapes, height=2 * (90 + 20 * min(batch, 16)) + 60,
-                   margin=dict(l=50, r=10, t=10, b=40))
+    where = position(trace, layer, direction)
+    height = 2 * (90 + 20 * min(batch, 16)) + 60 + (30 if where else 0)  # room for the title that says where
+    layout |= dict(annotations=annotations, shapes=shapes, height=height, margin=dict(l=50, r=10, t=40 if where else 10,
+                                                                                      b=40))
+    if where:
+        layout["title"] = {"text": f"step t={t} · {where}", "font": {"size": 14}}
     return dict(data=data, layout=layout)
+
+
+def position(trace: Trace, layer: int, direction: int) -> str:
+    """ "layer 1 · reverse" where the model has more than one layer or direction, else "" (nothing to tell)."""
+    parts = [f"layer {layer}"] if trace.num_layers > 1 else []
+    if trace.num_directions > 1:
+        parts.append("reverse" if direction else "forward")
+    return " · ".join(parts)
 
 
 def step_heatmap_spec(trace: Trace, name: str, t: int, layer: int = 0, direction: int = 0) -> dict:
@@ -183,7 +195,7 @@ def over_time_spec(trace: Trace, t: int, layer: int = 0, direction: int = 0, bat
     layout |= dict(
         xaxis=xaxis, annotations=annotations, height=110 * n + 80, margin=dict(l=60, r=10, t=40, b=40),
         shapes=[_column_box(t, "x", "paper", 0, 1)],
-        title={"text": f"over time · layer {layer}" + (" (reverse)" if direction else "") + f" · batch {batch}"
+        title={"text": "over time · " + (position(trace, layer, direction) or f"layer {layer}") + f" · batch {batch}"
                + window, "font": {"size": 14}},
     )
     return dict(data=data, layout=layout)
@@ -291,7 +303,7 @@ def saturation_spec(fractions: dict[str, np.ndarray], low: float, high: float,
     return dict(data=data, layout=layout)
 
 
-def ledger_spec(ledger: dict[str, np.ndarray], unit: int, layer: int) -> dict:
+def ledger_spec(ledger: dict[str, np.ndarray], unit: int, layer: int, direction: int = 0) -> dict:
     """The memory ledger of one unit: per step what c keeps (f ⊙ c_{t−1}) and writes (i ⊙ g); and every
     unit's effective time constant −1/log(mean f)."""
     stride = line_stride(len(ledger["kept"]))
@@ -301,7 +313,8 @@ def ledger_spec(ledger: dict[str, np.ndarray], unit: int, layer: int) -> dict:
     shown = np.where(np.isfinite(tau), tau, np.nan)  # a gate stuck at 1 keeps forever: no bar
     colours = ["#d62728" if u == unit else "#1f77b4" for u in range(len(tau))]
     data = [
-        dict(type="scatter", mode="lines", x=steps, y=typed_array(kept), name="kept: f⊙c<sub>t−1</sub>",
+        dict(type="scatter", mode="lines", x=steps, y=typed_array(kept),
+             name=f"kept: f⊙c<sub>{'t+1' if direction else 't−1'}</sub>",
              line={"color": LINE_COLOURS["f"]}, hovertemplate="t=%{x}<br>kept %{y:.4f}<extra></extra>"),
         dict(type="scatter", mode="lines", x=steps, y=typed_array(written), name="written: i⊙g",
              line={"color": LINE_COLOURS["g"]}, hovertemplate="t=%{x}<br>written %{y:.4f}<extra></extra>"),
@@ -317,7 +330,8 @@ def ledger_spec(ledger: dict[str, np.ndarray], unit: int, layer: int) -> dict:
         xaxis2={"domain": [0, 1], "anchor": "y2", "title": {"text": "unit"}},
         yaxis2={"domain": [0, 0.38], "anchor": "x2", "title": {"text": "steps"}, "type": "log"},
         height=520, margin=dict(l=60, r=10, t=40, b=40), legend={"orientation": "h", "y": 1.1},
-        title={"text": f"memory ledger · layer {layer}: what c keeps and writes; each unit's time constant"
+        title={"text": f"memory ledger · layer {layer}{' · reverse' if direction else ''}: what c keeps and writes; "
+               "each unit's time constant"
                + _every(stride, len(ledger["kept"])),
                "font": {"size": 14}},
     )

@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from lstm_viz.links import to_text
+
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
+VIEW = "state.view"  # the app's stored View (lstm_viz.page_state.VIEW)
 
 
 def start(**state) -> AppTest:
-    """The app after its first run, with `state` put in session state first (widget keys, "view", ...)."""
+    """The app after its first run, opened with a link that sets `state` (settings, input parameters and view by
+    their URL names: hidden_size=6, model_source="toy task", timestep=4, tab="unit", ...)."""
     at = AppTest.from_file(APP, default_timeout=180)  # torch imports and toy-task training take a while
-    for key, value in state.items():
-        at.session_state[key] = value
+    at.query_params.update({key: to_text(value) for key, value in state.items()})
     return at.run()
+
+
+def open_tab(at: AppTest, tab: str) -> AppTest:
+    """Open a tab (its slug: "step", "unit", "saturation", "shapes", "export") as a click on it would."""
+    at.session_state[VIEW] = replace(at.session_state[VIEW], tab=tab)
+    return at.run()
+
+
+def link(at: AppTest) -> dict[str, str]:
+    """The app's URL query parameters, one string each (what a copied link carries)."""
+    return {key: value[-1] if isinstance(value, list) else value for key, value in at.query_params.items()}
+
+
+def rendered(markdown: str) -> str:
+    """Markdown as the page shows it: backslash escapes (lstm_viz.escape) removed."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def assert_clean(at: AppTest) -> None:

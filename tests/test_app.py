@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from app_support import APP, assert_clean, start
+from app_support import APP, assert_clean, rendered, start
 from figure_data import chart, heatmap_z, step_z
 from streamlit.testing.v1 import AppTest
 
 from lstm_viz.figures import DISPLAY_ORDER
 from lstm_viz.inputs import random_tensor
+from lstm_viz.parity import TOLERANCE
 from lstm_viz.pipeline import AppConfig, make_model
 
 pytestmark = pytest.mark.app
@@ -127,15 +128,18 @@ def test_impossible_config_is_an_error_not_a_crash():
     assert len(at.get("plotly_chart")) == 2  # step and over time: the other tabs run only when open
 
 
-def test_parity_badge_within_tolerance(app):
-    badge = [m.value for m in app.markdown if "parity vs torch.nn.LSTM" in m.value]
+def test_parity_badge_says_what_was_checked(app):
+    badge = [m.value for m in app.markdown if "parity: max |Δ|" in m.value]
     assert len(badge) == 1
     value = float(badge[0].split("max |Δ| = ")[1].split()[0])
-    assert value <= 1e-5 and "green" in badge[0]
+    assert value <= TOLERANCE[torch.float32] and "green" in badge[0]
+    steps = AppConfig().seq_len
+    assert any(f"gates and states at {steps} of {steps} steps match the reference cell" in c.value
+               for c in app.caption)
 
 
 def test_classic_preset_and_shapes_tables():
-    at = start(view="Shapes")
+    at = start(tab="shapes")
     at.button(key="preset_classic").click().run()
     assert_clean(at)
     io = shapes_table(at)
@@ -176,7 +180,7 @@ def test_url_round_trip():
     assert_clean(at)
     assert at.number_input(key="hidden_size").value == 6 and at.checkbox(key="bidirectional").value
     assert at.slider(key="timestep").value == 4
-    assert any("num_layers" in w.value for w in at.warning)
+    assert any("num_layers='oops'" in rendered(w.value) for w in at.warning)
     at.number_input(key="hidden_size").set_value(7).run()
     assert at.query_params["hidden_size"] == ["7"] or at.query_params["hidden_size"] == "7"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from app_support import assert_clean, start
+from app_support import assert_clean, open_tab, start
 from figure_data import chart, decode_array
 
 from lstm_viz.tasks import TASKS
@@ -38,7 +38,7 @@ def test_uploaded_weights_are_traced_as_nn_lstm_runs_them():
     # the sizes come from the weights; the random input adapts to input_size 3
     step = chart(at, "step")
     assert decode_array(step["data"][0]["z"]).shape == (2, 7)
-    badge = next(m.value for m in at.markdown if "parity vs torch.nn.LSTM" in m.value)
+    badge = next(m.value for m in at.markdown if "parity: max |Δ|" in m.value)
     assert "green" in badge
 
 
@@ -89,13 +89,12 @@ def test_toy_task_trains_in_the_app_and_its_gates_are_traced():
 
 
 def test_drill_down_saturation_and_export_tabs():
-    at = start(hidden_size=6, num_layers=2, bidirectional=True, unit=4, view="Unit drill-down")
+    at = start(hidden_size=6, num_layers=2, bidirectional=True, unit=4, tab="unit")
     assert_clean(at)
     assert len(at.get("plotly_chart")) == 1  # lazy tabs: only the open one ran
     lines = chart(at, "unit_lines")
     assert {d["name"] for d in lines["data"]} == set("fiogch") and len(lines["data"]) == 6 * 4  # 2 layers × 2 dirs
-    at.session_state["view"] = "Saturation & memory"
-    at.run()
+    open_tab(at, "saturation")
     saturation = chart(at, "saturation")
     assert len(saturation["data"]) == 3 * 4  # three gates, each a scatter per layer-direction
     xs = np.concatenate([np.asarray(d["x"]) for d in saturation["data"]])
@@ -104,8 +103,7 @@ def test_drill_down_saturation_and_export_tabs():
     assert_clean(at)
     ledger = chart(at, "ledger")
     assert len(ledger["data"]) == 4
-    at.session_state["view"] = "Export"
-    at.run()
+    open_tab(at, "export")
     assert_clean(at)
     labels = {b.label for b in at.get("download_button")}
     assert {"Trace (.npz)", "Trace (long CSV)", "Weights (.pt)"} <= labels

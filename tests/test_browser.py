@@ -17,6 +17,7 @@ from browser_support import (
     find_chromium,
     have_playwright,
     launch_browser,
+    read_charts,
     step_charts,
     streamlit_server,
     timestep_slider,
@@ -197,3 +198,78 @@ def test_an_oversized_upload_is_refused_and_the_view_stays(server, page, tmp_pat
     assert assert_step_heatmaps(page, 0) == before  # the last good view, untouched
     assert page.get_by_text("no file yet").count() == 1  # the app never received the file
     screenshot(page, "browser-oversized-upload.png")
+
+
+READ_LINES_JS = r"""() => Array.from(document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot'), (p) => ({
+    title: (p.layout?.title?.text || '').replace(/<[^>]*>/g, ''),
+    traces: (p._fullData || []).map((t) => ({name: t.name, x: Array.from(t.x || []), y: Array.from(t.y || [])})),
+}))"""
+CHART_TITLED_JS = r"""(prefix) => {
+    const app = document.querySelector('[data-testid=stApp]');
+    if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+    return Array.from(document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot')).some(
+        (p) => p._fullData && p.querySelector('.main-svg')
+            && (p.layout?.title?.text || '').replace(/<[^>]*>/g, '').startsWith(prefix));
+}"""
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick `option` in the Streamlit selectbox labelled `label`."""
+    page.get_by_role("combobox", name=label, exact=True).click()  # Streamlit 1.67: a react-aria combobox
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def type_number(page, label: str, value: int) -> None:
+    field = page.locator("[data-testid=stSidebar]").get_by_label(label, exact=True)
+    field.fill(str(value))
+    field.press("Enter")
+
+
+def settled(page, url_has: str) -> None:
+    """Wait until the URL says `url_has` (key=value) and the run that wrote it has finished."""
+    key, value = url_has.split("=")
+    page.wait_for_function(f"() => new URLSearchParams(location.search).get('{key}') === '{value}'")
+    page.wait_for_function("() => document.querySelector('[data-testid=stApp]')"
+                           "?.getAttribute('data-test-script-state') === 'notRunning'")
+
+
+def test_a_copied_link_reopens_the_same_view(server, browser_context, page):
+    page.goto(f"{server}/?input_source=signal&signal_kind=square&seed=7&dtype=float64&num_layers=2"
+              "&bidirectional=true&batch_size=3")
+    wait_for_app(page, t=0)
+    choose(page, "layer", "1")
+    page.get_by_text("over time · layer 1 · forward").wait_for()
+    choose(page, "direction", "reverse")
+    page.get_by_text("over time · layer 1 · reverse").wait_for()
+    thumb = timestep_slider(page)
+    for t in range(1, 6):
+        thumb.focus()
+        thumb.press("ArrowRight")
+        wait_for_app(page, t=t)
+    type_number(page, "unit", 3)
+    settled(page, "unit=3")
+    type_number(page, "batch element", 1)
+    settled(page, "batch_index=1")
+    page.get_by_role("tab", name="Unit drill-down").click()
+    settled(page, "tab=unit")
+    page.wait_for_function(CHART_TITLED_JS, arg="unit 3 over time · batch 1", timeout=60_000)
+    shown = page.evaluate(READ_LINES_JS)
+    link = page.url
+    screenshot(page, "browser-link-before.png")
+
+    fresh = browser_context.browser.new_context(viewport=VIEWPORT)  # no session, cookies or state shared
+    try:
+        again = fresh.new_page()
+        again.goto(link)
+        again.wait_for_function(CHART_TITLED_JS, arg="unit 3 over time · batch 1", timeout=60_000)
+        assert again.get_by_role("tab", selected=True).inner_text().strip() == "Unit drill-down"
+        reopened = again.evaluate(READ_LINES_JS)
+        assert reopened == shown  # the same lines, every value (float64 signal, seed 7, layer/direction panels)
+        screenshot(again, "browser-link-after.png")
+        for each in (page, again):  # and the step view is at the same place: t=5, layer 1, reverse
+            each.get_by_role("tab", name="Step through time").click()
+            wait_for_app(each, t=5)
+        assert step_charts(again) == step_charts(page)
+        assert "layer 1 · reverse" in " ".join(c["title"] for c in read_charts(again))
+    finally:
+        fresh.close()

@@ -1,0 +1,125 @@
+"""One run resolution, before anything is drawn: settings + model choice -> the run the page shows, what went
+wrong (if anything), and which sidebar fields the weights or the data fix, with their real values. No streamlit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from .guard import ResourceError
+from .inputs import InputError, SequenceInput
+from .model import InstrumentedLSTM
+from .pipeline import DATA_SIZED_SOURCES, AppConfig, Run, make_sequence, run
+from .session import SessionData
+from .view import Sources
+
+MODEL_FIELDS = ("input_size", "hidden_size", "num_layers", "proj_size", "bidirectional", "bias")
+DATA_FIELDS = ("input_size", "seq_len", "batch_size")
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What the sidebar's model source gives: weights (None: random init from the seed) and, for a toy task, the
+    input it is fed."""
+
+    weights: InstrumentedLSTM | None = None
+    identity: str = ""  # changes whenever the weights do
+    task_input: SequenceInput | None = None
+    fixed_by: str = ""  # "the uploaded weights", "the toy task": who fixes the model's sizes
+    trained: bool = False  # trained in this session (a link can name it, not carry it)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    run: Run | None  # what the page shows: the run for these settings, or the last good one after a problem
+    config: AppConfig  # the settings of what is shown, with the sizes the weights or the data fixed
+    sources: Sources  # the input parameters of what is shown
+    problem: str = ""  # what was wrong ("" when `run` is this settings' own run)
+    fixed: dict[str, tuple[object, str]] = field(default_factory=dict)  # sidebar field -> (value in use, why)
+
+    @property
+    def stale(self) -> bool:
+        """The page shows the last good run, not one of the current settings."""
+        return bool(self.problem) and self.run is not None
+
+
+def resolve(config: AppConfig, sources: Sources, params: dict, choice: ModelChoice,
+            session: SessionData) -> Resolved:
+    """The run for (config, input parameters, model choice); on a problem, the message and the last good run.
+
+    `params` are `make_sequence`'s for the chosen input source (`sources.input_params`, or a file's bytes).
+    """
+    if choice.weights is not None and config.input_source not in DATA_SIZED_SOURCES:
+        config = replace(config, input_size=choice.weights.input_size)  # random and signal inputs fit the weights
+    key = run_key(config, params, choice)
+    if session.last_good_key == key:
+        return session.last_good
+    seq = None
+    try:
+        seq = choice.task_input if choice.task_input is not None else make_sequence(config, params)
+        result = run(config, seq, choice.weights)
+    except (InputError, ValueError, TypeError, RuntimeError) as err:
+        return failed(config, sources, choice, session, problem_text(err), seq)
+    fixed = fixed_fields(config, choice, seq, result)
+    resolved = Resolved(result, with_fixed(config, fixed), sources, "", fixed)
+    session.remember(key, resolved)
+    return resolved
+
+
+def failed(config: AppConfig, sources: Sources, choice: ModelChoice, session: SessionData, problem: str,
+           seq: SequenceInput | None = None) -> Resolved:
+    """After a problem: the last good run and its settings (or no run), with the problem to show."""
+    last = session.last_good
+    shown = last.run if last is not None else None
+    fixed = fixed_fields(config, choice, seq or (shown.seq if shown is not None else None), shown)
+    if last is None:
+        return Resolved(None, with_fixed(config, fixed), sources, problem, fixed)
+    return replace(last, problem=problem, fixed=fixed)
+
+
+def waiting(config: AppConfig, sources: Sources, choice: ModelChoice) -> Resolved:
+    """No run yet: the user must supply weights, a trained task or data first (the page says which)."""
+    fixed = fixed_fields(config, choice, None, None)
+    return Resolved(None, with_fixed(config, fixed), sources, "", fixed)
+
+
+def with_fixed(config: AppConfig, fixed: dict[str, tuple[object, str]]) -> AppConfig:
+    """`config` with the values the weights or the data fixed."""
+    return replace(config, **{name: value for name, (value, _) in fixed.items()})
+
+
+def run_key(config: AppConfig, params: dict, choice: ModelChoice) -> str:
+    """Identity of a (config, input, model): the trace is recomputed only when it changes."""
+    hashable = {k: hashlib.sha1(v).hexdigest() if isinstance(v, bytes) else v for k, v in params.items()}
+    task = choice.task_input.source if choice.task_input is not None else ""
+    return repr((config, sorted(hashable.items()), choice.identity, task))
+
+
+def problem_text(err: Exception) -> str:
+    """A problem as the user reads it: its kind, then the message."""
+    out_of_memory = isinstance(err, (ResourceError, torch.OutOfMemoryError)) or "allocate memory" in str(err)
+    kind = "Input" if isinstance(err, InputError) else "Resource" if out_of_memory else "Configuration"
+    return f"{kind} problem: {err}"
+
+
+def fixed_fields(config: AppConfig, choice: ModelChoice, seq: SequenceInput | None,
+                 shown: Run | None) -> dict[str, tuple[object, str]]:
+    """Sidebar fields the weights or the data decide, with the values in use and the reason."""
+    fixed: dict[str, tuple[object, str]] = {}
+    if choice.weights is not None:
+        sizes = choice.weights.config
+        fixed |= {name: (getattr(sizes, name), f"set by {choice.fixed_by}") for name in MODEL_FIELDS}
+    elif choice.fixed_by and shown is not None:  # weights chosen but not loadable: show what is drawn
+        fixed |= {name: (getattr(shown.model.config, name), f"set by {choice.fixed_by}") for name in MODEL_FIELDS}
+    elif choice.fixed_by:
+        fixed |= {name: (getattr(config, name), f"set by {choice.fixed_by}") for name in MODEL_FIELDS}
+    if choice.task_input is not None or config.input_source in DATA_SIZED_SOURCES:
+        why = "set by the toy task's input" if choice.task_input is not None else \
+            f"set by the {config.input_source} input"
+        sizes = {"input_size": seq.input_size, "seq_len": seq.seq_len, "batch_size": seq.batch_size} \
+            if seq is not None else {name: getattr(config, name) for name in DATA_FIELDS}
+        fixed |= {name: (value, why) for name, value in sizes.items()}
+    return fixed

@@ -1,0 +1,64 @@
+"""What one browser session keeps between reruns: its last good run, the weights it uploaded, the toy tasks it
+trained. No streamlit: the app keeps one SessionData in its session state and asks it, never a loose cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from . import tasks
+from .config import LSTMConfig
+from .loading import list_lstms, load_lstm
+from .model import InstrumentedLSTM
+
+WEIGHTS_KEPT = 2  # loaded models kept per session: the current one and the one before (switching back is free)
+
+
+@dataclass(frozen=True)
+class TrainedTask:
+    """A toy task trained in this session, and its LSTM converted once for tracing."""
+
+    result: tasks.TrainResult
+    model: InstrumentedLSTM
+
+
+class SessionData:
+    """One session's memory. Every entry is bounded: a session that browses for hours holds no more."""
+
+    def __init__(self) -> None:
+        self.last_good_key: str | None = None
+        self.last_good = None  # the resolve.Resolved the page showed last without a problem
+        self._lstms: OrderedDict[str, dict[str, LSTMConfig]] = OrderedDict()
+        self._weights: OrderedDict[tuple[str, str], InstrumentedLSTM] = OrderedDict()
+        self.trained: dict[tuple[str, int], TrainedTask] = {}
+
+    def remember(self, key: str, resolved) -> None:
+        self.last_good_key, self.last_good = key, resolved
+
+    def lstms_in(self, data: bytes) -> dict[str, LSTMConfig]:
+        """The LSTMs in an uploaded file by prefix (raises loading.WeightsError); read once per file."""
+        digest = hashlib.sha1(data).hexdigest()
+        return _kept(self._lstms, digest, lambda: list_lstms(data))
+
+    def weights(self, data: bytes, prefix: str) -> InstrumentedLSTM:
+        """The LSTM at `prefix` in an uploaded file (raises loading.WeightsError); loaded once per (file, prefix)."""
+        key = (hashlib.sha1(data).hexdigest(), prefix)
+        return _kept(self._weights, key, lambda: load_lstm(data, prefix=prefix))
+
+    @staticmethod
+    def weights_identity(data: bytes, prefix: str) -> str:
+        return f"weights {hashlib.sha1(data).hexdigest()} {prefix}"
+
+
+def _kept(entries: OrderedDict, key, load):
+    """entries[key], loaded on a miss; the WEIGHTS_KEPT most recently used stay."""
+    if key in entries:
+        entries.move_to_end(key)
+        return entries[key]
+    value = load()
+    entries[key] = value
+    while len(entries) > WEIGHTS_KEPT:
+        entries.popitem(last=False)
+    return value
