@@ -226,3 +226,21 @@ def test_the_parity_badge_turns_red_when_the_recorded_gates_are_corrupted(monkey
     summary = next(c.value for c in at.caption if "reference cell" in c.value)
     assert "differ from the reference cell by up to 1.0e-02" in summary, summary
     assert "f at layer 0, direction 0, step 3, batch 0, unit 1" in summary, summary
+
+
+def test_a_link_made_after_training_asks_to_train_and_training_reproduces_the_view():
+    at = start(model_source="toy task", task="memory", seed=3)
+    at.button(key="train_task").click().run()
+    at.slider(key="timestep").set_value(7).run()
+    assert_clean(at)
+    assert link(at)["trained"] == "true"
+    reopened = AppTest.from_file(APP, default_timeout=180)
+    reopened.query_params.update(link(at))
+    reopened.run()
+    assert_clean(reopened)
+    assert any("press Train" in rendered(w.value) for w in reopened.warning)
+    assert not reopened.get("plotly_chart")  # not the untrained weights in their place
+    reopened.button(key="train_task").click().run()
+    assert_clean(reopened)
+    for q in DISPLAY_ORDER:  # training is seeded: the same weights, so the same gates at the same step
+        np.testing.assert_array_equal(step_z(reopened, q), step_z(at, q))
