@@ -222,7 +222,7 @@ def explore(resolved: Resolved, link_origin) -> None:
     """The tabs, drawn from (run, view); a fragment, so stepping reruns only this. Ends by writing the URL."""
     run = resolved.run
     trace = run.trace
-    if views.playing():
+    if state.playing():
         state.update(state.VIEW, timestep=state.view().fitted_to(trace).next_step(trace.seq_len).timestep)
     view = state.view().fitted_to(trace)
     labels = list(TABS.values())
@@ -283,7 +283,7 @@ def main() -> None:
         weights_name=upload.name if upload is not None else "", weights_model=describe(resolved.run.model.config),
         trained=choice is not None and choice.trained,
         file_name=data_file.name if data_file is not None else "")
-    st.fragment(run_every=views.PLAY_INTERVAL_S if views.playing() else None)(explore)(resolved, link_origin)
+    st.fragment(run_every=views.PLAY_INTERVAL_S if state.playing() else None)(explore)(resolved, link_origin)
 
 
 main()

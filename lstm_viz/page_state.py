@@ -16,6 +16,7 @@ from .session import SessionData
 from .view import LONG_TEXTS, Origin, Sources, View
 
 CONFIG, SOURCES, VIEW, ORIGIN, SESSION = "state.config", "state.sources", "state.view", "state.origin", "state.session"
+PLAYING = "state.playing"  # Play/Pause: not part of a link (a shared link opens paused)
 
 
 def init_from_url() -> list[str]:
@@ -54,6 +55,14 @@ def origin() -> Origin:
 
 def session() -> SessionData:
     return st.session_state[SESSION]
+
+
+def playing() -> bool:
+    return st.session_state.get(PLAYING, False)
+
+
+def set_playing(on: bool) -> None:
+    st.session_state[PLAYING] = on
 
 
 def update(part: str, **values) -> None:

@@ -15,7 +15,6 @@ from .pipeline import AppConfig
 from .view import View
 
 PLAY_INTERVAL_S = 0.6
-PLAYING = "state.playing"  # no widget owns it: the Play button toggles it
 DIRECTION_NAMES = ("forward", "reverse")
 
 
@@ -30,17 +29,13 @@ def parity_badge(run) -> None:
                f"{escape.markdown(run.seq.source)}")
 
 
-def playing() -> bool:
-    return st.session_state.get(PLAYING, False)
-
-
 def play_button() -> None:
     """Play/Pause. Its click reruns the whole app (not just the explorer fragment), which starts or stops the
     fragment's timer."""
-    on = playing()
+    on = state.playing()
     if st.button("Pause" if on else "Play", key="play", icon=":material/pause:" if on else ":material/play_arrow:",
                  help=f"a step every {PLAY_INTERVAL_S} s, in the order this direction processes them"):
-        st.session_state[PLAYING] = not on
+        state.set_playing(not on)
         st.rerun(scope="app")
 
 
