@@ -19,7 +19,7 @@ from lstm_viz.loading import WeightsError, describe
 from lstm_viz.model import InstrumentedLSTM
 from lstm_viz.pipeline import DEVICES, DTYPES, INPUT_SOURCES, LIMITS, AppConfig
 from lstm_viz.resolve import ModelChoice, Resolved, failed, resolve, waiting
-from lstm_viz.session import SessionData, TrainedTask
+from lstm_viz.session import SessionData, TrainedTask, Upload
 from lstm_viz.shapes import CLASSIC_PRESET
 from lstm_viz.view import DISTRIBUTIONS, MODEL_SOURCES, TABS, Sources, origin_of
 
@@ -50,7 +50,7 @@ def uploaded_model(session: SessionData) -> ModelChoice | None:
             st.info("Upload a state_dict saved with `torch.save(lstm.state_dict(), path)` (the sidebar, under model); "
                     "an LSTM nested in a bigger model (`encoder.rnn.`…) or a checkpoint dict works too.")
         return None
-    data, name = upload.getvalue(), escape.markdown(upload.name)
+    data = Upload(upload.getvalue())
     try:
         found = session.lstms_in(data)
         prefix = next(iter(found))
@@ -59,10 +59,11 @@ def uploaded_model(session: SessionData) -> ModelChoice | None:
                                   format_func=lambda p: f"{p or '(top level)'}: {describe(found[p])}")
         weights = session.weights(data, prefix)
     except WeightsError as err:
-        raise WeightsError(f"{name}: {err}") from None
-    st.caption(f"Loaded {name}{' at ' + escape.markdown(prefix) if prefix else ''}: `{describe(weights.config)}` "
-               "(batch_first is not stored in weights: set it in the sidebar)")
-    return ModelChoice(weights, session.weights_identity(data, prefix), None, FIXED_BY["uploaded weights"])
+        raise WeightsError(f"{upload.name}: {err}") from None
+    where = f" at {escape.markdown(prefix)}" if prefix else ""
+    st.caption(f"Loaded {escape.markdown(upload.name)}{where}: `{describe(weights.config)}` (batch_first is not "
+               "stored in weights: set it in the sidebar)")
+    return ModelChoice(weights, f"weights {data.digest} {prefix}", None, FIXED_BY["uploaded weights"])
 
 
 def toy_task_model(config: AppConfig, sources: Sources, session: SessionData) -> ModelChoice | None:
@@ -268,8 +269,8 @@ def main() -> None:
         else:
             resolved = resolve(config, sources, params, choice, session)
     sidebar(resolved)
-    if resolved.problem:
-        st.error(resolved.problem, icon="⚠️")
+    if resolved.problem:  # messages quote what was typed, uploaded or linked: shown literally
+        st.error(escape.markdown(resolved.problem), icon="⚠️")
     if resolved.run is None:
         return
     if resolved.stale:

@@ -150,12 +150,17 @@ def packed_kernels_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
+def packed_pays_off(weight: Tensor) -> bool:
+    """oneDNN's prepacked product is worth it for this weight: big, float32, on the CPU, kernels present."""
+    return (weight.numel() >= PACKED_MIN_VALUES and weight.dtype == torch.float32 and weight.device.type == "cpu"
+            and packed_kernels_available())
+
+
 def step_product(weight: Tensor, batch: int) -> Callable[[Tensor], Tensor]:
     """h ↦ h Wᵀ for a weight that every step reuses. Tracing on the CPU in float32, this is oneDNN's
     prepacked GEMM, the kind nn.LSTM's own kernel uses (about 1.4× a plain matmul for big weights here);
     elsewhere, for small weights, and whenever autograd is on, a plain matmul."""
-    if (weight.numel() >= PACKED_MIN_VALUES and weight.device.type == "cpu" and weight.dtype == torch.float32
-            and not torch.is_grad_enabled() and packed_kernels_available()):
+    if packed_pays_off(weight) and not torch.is_grad_enabled():
         try:
             packed = torch.ops.mkldnn._reorder_linear_weight(weight, batch)
             return lambda h: torch.ops.mkldnn._linear_pointwise(h, packed, None, "none", [], "")
@@ -169,9 +174,7 @@ def auto_engine(weight_hh: Tensor) -> str:
     computes them twice (torch's kernel, then the gate rebuild) but without per-step Python: stepwise wins
     when each step is one big GEMM that runs at nn.LSTM's speed, i.e. big weights with oneDNN's packed
     product on the CPU."""
-    w = weight_hh
-    big = w.numel() >= PACKED_MIN_VALUES and w.dtype == torch.float32 and w.device.type == "cpu"
-    return "stepwise" if big and packed_kernels_available() else "fused"
+    return "stepwise" if packed_pays_off(weight_hh) else "fused"
 
 
 def linear_scan(f: Tensor, u: Tensor, c0: Tensor, out: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .config import LSTMConfig
-from .engines import DirectionWeights, input_part, lstm_cell
+from .engines import QUANTITIES, DirectionWeights, input_part, lstm_cell
 from .model import InstrumentedLSTM
 from .trace import Trace
 
@@ -23,7 +23,6 @@ from .trace import Trace
 # reordered sums can differ by.
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
 SAMPLE_STEPS = 64  # steps recomputed per layer-direction; all of them for sequences up to this long
-CELL_QUANTITIES = ("i", "f", "g", "o", "c", "h")
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class ParityReport:
 
     @property
     def max_diff(self) -> float:
-        return max(self._diffs(), key=lambda d: (d != d, d))  # NaN first
+        return max(self._diffs(), key=nan_first)
 
     def _diffs(self) -> tuple[float, float, float]:
         return self.cell_diff, self.torch_diff, self.layer_input_diff
@@ -101,7 +100,7 @@ def _cell_diff(trace: Trace, steps: list[int]) -> tuple[float, str]:
             h_prev = torch.stack([trace.h_prev(layer, d, t) for t in steps])  # h_{t−1}, or h_{t+1} in reverse
             c_prev = torch.stack([trace.c_prev(layer, d, t) for t in steps])
             want = lstm_cell(input_part(x_t, w), h_prev, c_prev, w)
-            for name, value in zip(CELL_QUANTITIES, want, strict=True):
+            for name, value in zip(QUANTITIES, want, strict=True):
                 diff = _abs_diff(trace.get(name)[layer, d, steps], value)
                 top = diff.max().item()
                 if top > worst or top != top:  # NaN counts as the worst
@@ -119,10 +118,10 @@ def _torch_diff(model: InstrumentedLSTM, x: Tensor, trace: Trace) -> tuple[float
     out, (h_n, c_n) = _reference(model, trace)(x, (h0, c0))
     # the output time-major and batched, (T, B, D·H_r), as the trace's h is laid out
     time_major = out.unsqueeze(1) if not trace.batched else out.transpose(0, 1) if model.batch_first else out
-    last_h = trace.h[-1].permute(1, 2, 0, 3).reshape(time_major.shape)  # [forward, reverse] features
+    last_h = _features(trace.h[-1])
     diffs = {"output": _max_diff(trace.output, out), "h_n": _max_diff(trace.h_n, h_n),
              "c_n": _max_diff(trace.c_n, c_n), "h (last layer)": _max_diff(last_h, time_major)}
-    worst = max(diffs, key=lambda k: (diffs[k] != diffs[k], diffs[k]))  # NaN first
+    worst = max(diffs, key=lambda name: nan_first(diffs[name]))
     return diffs[worst], worst
 
 
@@ -156,9 +155,19 @@ def _layer_input_diff(model: InstrumentedLSTM, trace: Trace) -> float:
         return 0.0  # dropout between layers changed the input: nothing to compare it with
     diffs = [0.0]
     for layer in range(1, trace.num_layers):
-        below = trace.h[layer - 1].permute(1, 2, 0, 3).reshape(trace.layer_inputs[layer].shape)  # (T, B, D·H_r)
-        diffs.append(_max_diff(trace.layer_inputs[layer], below))
-    return max(diffs, key=lambda d: (d != d, d))  # NaN first
+        diffs.append(_max_diff(trace.layer_inputs[layer], _features(trace.h[layer - 1])))
+    return max(diffs, key=nan_first)
+
+
+def _features(h: Tensor) -> Tensor:
+    """One layer's recorded h (D, T, B, H_r) as its output is laid out: (T, B, D·H_r), [forward, reverse]."""
+    D, T, B, H_r = h.shape
+    return h.permute(1, 2, 0, 3).reshape(T, B, D * H_r)
+
+
+def nan_first(diff: float) -> tuple[bool, float]:
+    """Sort key for differences: NaN above every number (a NaN must fail the check; plain max() may skip it)."""
+    return diff != diff, diff
 
 
 def _abs_diff(got: Tensor, want: Tensor) -> Tensor:

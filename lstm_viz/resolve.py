@@ -112,10 +112,10 @@ def fixed_fields(config: AppConfig, choice: ModelChoice, seq: SequenceInput | No
     if choice.weights is not None:
         sizes = choice.weights.config
         fixed |= {name: (getattr(sizes, name), f"set by {choice.fixed_by}") for name in MODEL_FIELDS}
-    elif choice.fixed_by and shown is not None:  # weights chosen but not loadable: show what is drawn
-        fixed |= {name: (getattr(shown.model.config, name), f"set by {choice.fixed_by}") for name in MODEL_FIELDS}
-    elif choice.fixed_by:
-        fixed |= {name: (getattr(config, name), f"set by {choice.fixed_by}") for name in MODEL_FIELDS}
+    elif choice.fixed_by:  # none loaded yet (or not loadable): the sizes of what is drawn, else of the settings
+        sizes = shown.model.config if shown is not None else config
+        fixed |= {name: (getattr(sizes, name), f"set by {choice.fixed_by} (none in use yet: these are the sizes "
+                                               "shown)") for name in MODEL_FIELDS}
     if choice.task_input is not None or config.input_source in DATA_SIZED_SOURCES:
         why = "set by the toy task's input" if choice.task_input is not None else \
             f"set by the {config.input_source} input"

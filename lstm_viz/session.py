@@ -16,6 +16,14 @@ from .model import InstrumentedLSTM
 WEIGHTS_KEPT = 2  # loaded models kept per session: the current one and the one before (switching back is free)
 
 
+class Upload:
+    """An uploaded file's bytes and their digest, hashed once per rerun (files reach 50 MB)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.digest = hashlib.sha1(data).hexdigest()
+
+
 @dataclass(frozen=True)
 class TrainedTask:
     """A toy task trained in this session, and its LSTM converted once for tracing."""
@@ -37,19 +45,13 @@ class SessionData:
     def remember(self, key: str, resolved) -> None:
         self.last_good_key, self.last_good = key, resolved
 
-    def lstms_in(self, data: bytes) -> dict[str, LSTMConfig]:
+    def lstms_in(self, upload: Upload) -> dict[str, LSTMConfig]:
         """The LSTMs in an uploaded file by prefix (raises loading.WeightsError); read once per file."""
-        digest = hashlib.sha1(data).hexdigest()
-        return _kept(self._lstms, digest, lambda: list_lstms(data))
+        return _kept(self._lstms, upload.digest, lambda: list_lstms(upload.data))
 
-    def weights(self, data: bytes, prefix: str) -> InstrumentedLSTM:
+    def weights(self, upload: Upload, prefix: str) -> InstrumentedLSTM:
         """The LSTM at `prefix` in an uploaded file (raises loading.WeightsError); loaded once per (file, prefix)."""
-        key = (hashlib.sha1(data).hexdigest(), prefix)
-        return _kept(self._weights, key, lambda: load_lstm(data, prefix=prefix))
-
-    @staticmethod
-    def weights_identity(data: bytes, prefix: str) -> str:
-        return f"weights {hashlib.sha1(data).hexdigest()} {prefix}"
+        return _kept(self._weights, (upload.digest, prefix), lambda: load_lstm(upload.data, prefix=prefix))
 
 
 def _kept(entries: OrderedDict, key, load):

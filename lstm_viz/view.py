@@ -59,10 +59,15 @@ class Sources:
             return {"text": self.text_input}
         return {}
 
+    def too_long_for_a_link(self) -> dict[str, int]:
+        """The free texts a link cannot carry: field -> its length in characters."""
+        return {name: len(getattr(self, name)) for name in LONG_TEXTS
+                if len(getattr(self, name)) > links.MAX_LINK_TEXT}
+
     def to_query(self) -> dict[str, str]:
         """As query parameters; a text too long for a link is left out (Origin records its length)."""
-        return {k: v for k, v in links.to_query(self).items()
-                if k not in LONG_TEXTS or len(v) <= links.MAX_LINK_TEXT}
+        left_out = self.too_long_for_a_link()
+        return {k: v for k, v in links.to_query(self).items() if k not in left_out}
 
     @classmethod
     def from_query(cls, params: dict[str, str]) -> tuple[Sources, list[str]]:
@@ -133,9 +138,8 @@ def origin_of(sources: Sources, input_source: str, weights_name: str = "", weigh
     """The Origin a link made now must record."""
     uploaded = sources.model_source == "uploaded weights"
     task = sources.model_source == "toy task"
-    long = {length: len(getattr(sources, text)) for text, length in LONG_TEXTS.items()
-            if len(links.to_text(getattr(sources, text))) > links.MAX_LINK_TEXT}
+    long = sources.too_long_for_a_link()
     return Origin(weights=weights_name if uploaded else "", weights_model=weights_model if uploaded else "",
                   trained=trained and task, file=file_name if input_source == "file" and not task else "",
-                  typed_text_chars=long.get("typed_text_chars", 0) if input_source == "typed" else 0,
-                  text_chars=long.get("text_chars", 0) if input_source == "text" else 0)
+                  typed_text_chars=long.get("typed_text", 0) if input_source == "typed" else 0,
+                  text_chars=long.get("text_input", 0) if input_source == "text" else 0)

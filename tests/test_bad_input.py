@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-from app_support import APP, assert_clean, start
+from app_support import APP, assert_clean, rendered, start
 from figure_data import step_z
 from streamlit.testing.v1 import AppTest
 
@@ -199,7 +199,7 @@ def test_bad_input_says_what_is_wrong_and_keeps_the_last_good_state(bad):
     good = step_z(at, "f")
     bad.put_in(at)
     assert_clean(at)  # no traceback
-    messages = [e.value for e in at.error]
+    messages = [rendered(e.value) for e in at.error]
     assert any(bad.says.lower() in m.lower() for m in messages), messages
     assert any("last good" in i.value for i in at.info)
     np.testing.assert_array_equal(step_z(at, "f"), good)
@@ -236,7 +236,7 @@ def test_bad_url_settings_are_ignored_with_a_warning(query, says):
     at.query_params.update(query)
     at.run()
     assert_clean(at)
-    warnings = [w.value for w in at.warning]
+    warnings = [rendered(w.value) for w in at.warning]
     assert any(says in w and "ignored" in w for w in warnings), warnings
     default = AppConfig()
     assert step_z(at, "f").shape == (default.batch_size, default.hidden_size)  # the defaults, drawn

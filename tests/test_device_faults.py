@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from app_support import APP, assert_clean, start
+from app_support import APP, assert_clean, rendered, start
 from figure_data import step_z
 from streamlit.testing.v1 import AppTest
 
@@ -86,7 +86,7 @@ def test_in_the_app_running_out_of_cpu_memory_is_a_message_and_the_last_good_vie
     monkeypatch.setattr(pipeline, "traced_run", out_of_memory)
     at.number_input(key="hidden_size").set_value(9).run()
     assert_clean(at)
-    assert any("can't allocate memory" in e.value for e in at.error)
+    assert any("can't allocate memory" in rendered(e.value) for e in at.error)
     np.testing.assert_array_equal(step_z(at, "f"), good)
 
 

@@ -244,3 +244,12 @@ def test_a_link_made_after_training_asks_to_train_and_training_reproduces_the_vi
     assert_clean(reopened)
     for q in DISPLAY_ORDER:  # training is seeded: the same weights, so the same gates at the same step
         np.testing.assert_array_equal(step_z(reopened, q), step_z(at, q))
+
+
+def test_a_problem_quoting_typed_markdown_shows_it_literally():
+    at = start(input_source="typed")
+    at.text_area(key="typed_text").set_value("1, [sign-in](http://evil.example)").run()
+    assert_clean(at)
+    message = at.error[0].value
+    assert "[sign-in](http://evi" in rendered(message)  # the user sees what they typed…
+    assert "](" not in message  # …and Markdown gets no link to render
