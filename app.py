@@ -78,7 +78,7 @@ def toy_task_model(config: AppConfig, sources: Sources, session: SessionData) ->
         result = tasks.train(task.name, seed=config.seed, progress=report)
         session.trained[(task.name, config.seed)] = TrainedTask(result, InstrumentedLSTM.from_torch(result.lstm))
         bar.empty()
-    task_input = tasks.example(task, seed=config.seed)
+    task_input, target = tasks.example_with_target(task, seed=config.seed)
     trained = session.trained.get((task.name, config.seed))
     if trained is None:
         if state.origin().trained:
@@ -89,14 +89,16 @@ def toy_task_model(config: AppConfig, sources: Sources, session: SessionData) ->
         st.info("Untrained: random weights with the task's sizes (forget-gate bias +2, as training starts). Press "
                 "Train to see what training does to the gates.")
         untrained = InstrumentedLSTM.from_torch(tasks.new_lstm(task, seed=config.seed))  # as training starts it
-        return ModelChoice(untrained, f"untrained {task.name} {config.seed}", task_input, FIXED_BY["toy task"])
+        return ModelChoice(untrained, f"untrained {task.name} {config.seed}", task_input, FIXED_BY["toy task"],
+                           target=target)
     result = trained.result
     verdict = "reached" if result.final_loss < task.loss_threshold else "did not reach"
     st.caption(f"Trained in {result.steps} steps ({result.seconds:.1f} s): loss {result.final_loss:.4f}, "
                f"{verdict} the target {task.loss_threshold:g}.")
     views.chart(figures.loss_spec(result.losses, task.loss_threshold), "loss_curve")
     identity = f"trained {task.name} {config.seed} {result.steps}"
-    return ModelChoice(trained.model, identity, task_input, FIXED_BY["toy task"], trained=True)
+    return ModelChoice(trained.model, identity, task_input, FIXED_BY["toy task"], trained=True, target=target,
+                       read=result.read)
 
 
 def chosen_model(config: AppConfig, sources: Sources, session: SessionData) -> ModelChoice | None:
@@ -220,11 +222,10 @@ def sidebar(resolved: Resolved) -> None:
 # --- the page -----------------------------------------------------------------------------------------------------
 
 def explore(resolved: Resolved, link_origin) -> None:
-    """The tabs, drawn from (run, view); a fragment, so stepping reruns only this. Ends by writing the URL."""
+    """The tabs, drawn from (run, view); a fragment, so what the explorer reports reruns only this. Ends by writing
+    the URL."""
     run = resolved.run
     trace = run.trace
-    if state.playing():
-        state.update(state.VIEW, timestep=state.view().fitted_to(trace).next_step(trace.seq_len).timestep)
     view = state.view().fitted_to(trace)
     labels = list(TABS.values())
     tab_of = {label: slug for slug, label in TABS.items()}
@@ -233,7 +234,7 @@ def explore(resolved: Resolved, link_origin) -> None:
         labels, **state.bound(state.VIEW, "tab", TABS[view.tab], key="tab", parse=tab_of.get))
     if step_tab.open:
         with step_tab:
-            views.step_view(run, view)
+            views.step_view(run, view, resolved.readout)
     if unit_tab.open:
         with unit_tab:
             views.unit_view(run, view)
@@ -245,8 +246,10 @@ def explore(resolved: Resolved, link_origin) -> None:
             views.shapes_panel(run, resolved.config)
     if export_tab.open:
         with export_tab:
-            views.export_panel(run, view)
+            views.export_panel(run, view, resolved.readout)
     state.write_url(resolved.config, view, link_origin)
+    if state.sidebar_behind():  # a cell click chose a unit or batch element: redraw the sidebar's Inspect fields
+        st.rerun(scope="app")
 
 
 def main() -> None:
@@ -284,7 +287,7 @@ def main() -> None:
         weights_name=upload.name if upload is not None else "", weights_model=describe(resolved.run.model.config),
         trained=choice is not None and choice.trained,
         file_name=data_file.name if data_file is not None else "")
-    st.fragment(run_every=views.PLAY_INTERVAL_S if state.playing() else None)(explore)(resolved, link_origin)
+    st.fragment(explore)(resolved, link_origin)
 
 
 main()

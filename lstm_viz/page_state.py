@@ -16,7 +16,7 @@ from .session import SessionData
 from .view import LONG_TEXTS, Origin, Sources, View
 
 CONFIG, SOURCES, VIEW, ORIGIN, SESSION = "state.config", "state.sources", "state.view", "state.origin", "state.session"
-PLAYING = "state.playing"  # Play/Pause: not part of a link (a shared link opens paused)
+SIDEBAR_BEHIND = "state.sidebar_behind"  # the explorer chose a unit or batch element the sidebar does not show yet
 
 
 def init_from_url() -> list[str]:
@@ -57,12 +57,22 @@ def session() -> SessionData:
     return st.session_state[SESSION]
 
 
-def playing() -> bool:
-    return st.session_state.get(PLAYING, False)
+def follow_page(reported: dict) -> None:
+    """The explorer's report of where the user is ({t, unit, batch}) into the view. A report that is not three
+    integers is ignored: the page keeps its place and the view keeps the last good one."""
+    try:
+        t, unit, batch = (int(reported[name]) for name in ("t", "unit", "batch"))
+    except (KeyError, TypeError, ValueError):
+        return
+    before = view()
+    update(VIEW, timestep=max(0, t), unit=max(0, unit), batch_index=max(0, batch))
+    if (unit, batch) != (before.unit, before.batch_index):
+        st.session_state[SIDEBAR_BEHIND] = True
 
 
-def set_playing(on: bool) -> None:
-    st.session_state[PLAYING] = on
+def sidebar_behind() -> bool:
+    """Whether the sidebar shows another unit or batch element than the view (once: the flag is cleared)."""
+    return bool(st.session_state.pop(SIDEBAR_BEHIND, False))
 
 
 def update(part: str, **values) -> None:

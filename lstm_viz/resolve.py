@@ -5,8 +5,10 @@ wrong (if anything), and which sidebar fields the weights or the data fix, with 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 
 from .guard import ResourceError
@@ -14,6 +16,7 @@ from .inputs import InputError, SequenceInput
 from .model import InstrumentedLSTM
 from .pipeline import DATA_SIZED_SOURCES, AppConfig, Run, make_sequence, run
 from .session import SessionData
+from .tasks import Readout
 from .view import Sources
 
 MODEL_FIELDS = ("input_size", "hidden_size", "num_layers", "proj_size", "bidirectional", "bias")
@@ -30,6 +33,15 @@ class ModelChoice:
     task_input: SequenceInput | None = None
     fixed_by: str = ""  # "the uploaded weights", "the toy task": who fixes the model's sizes
     trained: bool = False  # trained in this session (a link can name it, not carry it)
+    target: np.ndarray | None = None  # a toy task's target at each step, (T, B)
+    read: Callable[[np.ndarray], np.ndarray] | None = None  # a trained head: the top layer's output -> (T, B)
+
+    def readout(self, run: Run) -> Readout | None:
+        """The task's target and, once trained, the model's prediction on this run."""
+        if self.target is None:
+            return None
+        top = run.trace.layer_output(run.trace.num_layers - 1)
+        return Readout(self.target, None if self.read is None else self.read(top))
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,7 @@ class Resolved:
     sources: Sources  # the input parameters of what is shown
     problem: str = ""  # what was wrong ("" when `run` is this settings' own run)
     fixed: dict[str, tuple[object, str]] = field(default_factory=dict)  # sidebar field -> (value in use, why)
+    readout: Readout | None = None  # a toy task's target and prediction
 
     @property
     def stale(self) -> bool:
@@ -64,7 +77,7 @@ def resolve(config: AppConfig, sources: Sources, params: dict, choice: ModelChoi
     except (InputError, ValueError, TypeError, RuntimeError) as err:
         return failed(config, sources, choice, session, problem_text(err), seq)
     fixed = fixed_fields(config, choice, seq, result)
-    resolved = Resolved(result, with_fixed(config, fixed), sources, "", fixed)
+    resolved = Resolved(result, with_fixed(config, fixed), sources, "", fixed, choice.readout(result))
     session.remember(key, resolved)
     return resolved
 

@@ -13,6 +13,7 @@ from .config import LSTMConfig
 from .loading import list_lstms, load_lstm
 from .model import InstrumentedLSTM
 
+EXPLORER_WINDOWS_KEPT = 2  # explorer payloads (≤ 8 MB each) kept per session: the current window and the last
 WEIGHTS_KEPT = 2  # loaded models kept per session: the current one and the one before (switching back is free)
 
 
@@ -41,6 +42,20 @@ class SessionData:
         self._lstms: OrderedDict[str, dict[str, LSTMConfig]] = OrderedDict()
         self._weights: OrderedDict[tuple[str, str], InstrumentedLSTM] = OrderedDict()
         self.trained: dict[tuple[str, int], TrainedTask] = {}
+        self._windows: OrderedDict[tuple, tuple[object, bytes]] = OrderedDict()
+
+    def explorer_window(self, trace, where: tuple, build) -> bytes:
+        """The explorer's window payload of `trace` at `where` (layer, direction, start, stop), built once while it
+        is one of the EXPLORER_WINDOWS_KEPT last used: the current window and the one before."""
+        key = (id(trace), *where)
+        entry = self._windows.get(key)
+        if entry is None or entry[0] is not trace:  # an id can be reused by a later trace: check it is this one
+            entry = (trace, build())
+            self._windows[key] = entry
+        self._windows.move_to_end(key)
+        while len(self._windows) > EXPLORER_WINDOWS_KEPT:
+            self._windows.popitem(last=False)
+        return entry[1]
 
     def remember(self, key: str, resolved) -> None:
         self.last_good_key, self.last_good = key, resolved

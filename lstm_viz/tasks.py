@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -115,16 +116,36 @@ def make_batch(task: Task | str, batch_size: int, generator: torch.Generator) ->
 
 def example(task: Task | str, seed: int = 0) -> SequenceInput:
     """One example of the task (batch 1) with readable time labels."""
+    return example_with_target(task, seed)[0]
+
+
+def example_with_target(task: Task | str, seed: int = 0) -> tuple[SequenceInput, np.ndarray]:
+    """One example of the task (batch 1) and its target at each step, (T, 1): NaN where the task has none
+    (a last-step-only task has one at the last step)."""
     task = get_task(task)
-    x, _ = make_batch(task, 1, seeding.generator(seed))
+    x, y = make_batch(task, 1, seeding.generator(seed))
     T = task.seq_len
+    target = np.full((T, 1), np.nan, dtype=np.float32)
+    if task.last_step_only:
+        target[-1] = y[:, 0].numpy()  # (B, O) -> the first output
+    else:
+        target[:] = y[..., 0].numpy()  # (T, B, O)
     if task.name == "brackets":
         labels = [BRACKET_VOCAB[k] for k in x[:, 0].argmax(-1).tolist()]
-        return SequenceInput(x, labels, f"{task.title}, example {seed}", BRACKET_VOCAB)
+        return SequenceInput(x, labels, f"{task.title}, example {seed}", BRACKET_VOCAB), target
     labels = [f"t={t}" for t in range(T)]
     if task.name == "memory":
         labels[0], labels[-1] = "store", "recall"
-    return SequenceInput(x, labels, f"{task.title}, example {seed}")
+    return SequenceInput(x, labels, f"{task.title}, example {seed}"), target
+
+
+@dataclass(frozen=True)
+class Readout:
+    """What a model should and did output at each step, (T, B) each: a toy task's target (NaN where it has
+    none) and its trained head's prediction (None before training)."""
+
+    target: np.ndarray
+    prediction: np.ndarray | None = None
 
 
 @dataclass
@@ -146,6 +167,12 @@ class TrainResult:
     def predict(self, x: Tensor) -> Tensor:
         """The head's output at every step, (T, B, O)."""
         return self.head(self.lstm(x)[0])
+
+    @torch.no_grad()
+    def read(self, output: np.ndarray) -> np.ndarray:
+        """The head on an LSTM's (time-major) output, (T, B, D·Hr) -> the first output at each step, (T, B)."""
+        weight = self.head.weight
+        return self.head(torch.as_tensor(output, dtype=weight.dtype, device=weight.device))[..., 0].cpu().numpy()
 
 
 def smoothed(losses: list[float]) -> float:

@@ -108,6 +108,11 @@ class Trace:
         """`name` as a CPU numpy array, converted once: figures slice it on every step."""
         return self.memo(name, lambda: getattr(self, name).detach().cpu().numpy())
 
+    def layer_output(self, layer: int) -> np.ndarray:
+        """What a layer hands on, (T, B, D·Hr), time-major: both directions' h side by side, as nn.LSTM's
+        output holds them."""
+        return self.memo(("layer output", layer), lambda: np.concatenate(list(self.array("h")[layer]), axis=-1))
+
     def memo(self, key, compute):
         """A derived value of this (immutable) trace, computed once while among the MEMO_ENTRIES most recently
         used: e.g. colour ranges and figures a user steps back to."""

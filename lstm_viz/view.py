@@ -99,11 +99,6 @@ class View:
         return self.fitted(trace.seq_len, trace.num_layers, trace.num_directions, trace.config.hidden_size,
                            trace.batch_size)
 
-    def next_step(self, seq_len: int) -> View:
-        """The step this direction processes next, wrapping around: t+1 forward, t−1 reverse (Play's order)."""
-        delta = -1 if self.direction == 1 else 1
-        return replace(self, timestep=(self.timestep + delta) % seq_len)
-
     def to_query(self) -> dict[str, str]:
         return links.to_query(self)
 

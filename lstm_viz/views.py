@@ -11,10 +11,12 @@ import streamlit as st
 from . import analysis, escape, export, figures, shapes
 from . import page_state as state
 from .equations import step_latex, step_terms
+from .explorer import component as explorer_component
+from .explorer import to_html, unit_payload, window_of, window_payload
+from .explorer.payload import unpack_header
 from .pipeline import AppConfig
 from .view import View
 
-PLAY_INTERVAL_S = 0.6
 DIRECTION_NAMES = ("forward", "reverse")
 
 
@@ -29,37 +31,14 @@ def parity_badge(run) -> None:
                f"{escape.markdown(run.seq.source)}")
 
 
-def play_button() -> None:
-    """Play/Pause. Its click reruns the whole app (not just the explorer fragment), which starts or stops the
-    fragment's timer."""
-    on = state.playing()
-    if st.button("Pause" if on else "Play", key="play", icon=":material/pause:" if on else ":material/play_arrow:",
-                 help=f"a step every {PLAY_INTERVAL_S} s, in the order this direction processes them"):
-        state.set_playing(not on)
-        st.rerun(scope="app")
-
-
-def step_controls(trace, view: View) -> None:
-    """Play, previous/next, the timestep slider, layer and direction, bound to the view."""
-    seq_len = trace.seq_len
-
-    def shift(delta: int) -> None:
-        state.update(state.VIEW, timestep=(view.timestep + delta) % seq_len)
-
-    cols = st.columns([1.3, 1.2, 1.2, 5.5, 1.4, 1.6], vertical_alignment="bottom")
-    with cols[0]:
-        play_button()
-    cols[1].button("Prev", key="prev", icon=":material/chevron_left:", on_click=shift, args=(-1,),
-                   help="previous step, t − 1 (wraps around)")
-    cols[2].button("Next", key="next", icon=":material/chevron_right:", on_click=shift, args=(1,),
-                   help="next step, t + 1 (wraps around)")
-    if seq_len > 1:
-        cols[3].slider("timestep t", 0, seq_len - 1, **state.bound(state.VIEW, "timestep", view.timestep))
-    else:
-        cols[3].caption("timestep t = 0 (a single step)")
-    cols[4].selectbox("layer", list(range(trace.num_layers)), **state.bound(state.VIEW, "layer", view.layer))
+def layer_controls(trace, view: View) -> None:
+    """Which layer and direction the explorer shows, bound to the view (stepping itself happens in the page)."""
+    if trace.num_layers == 1 and trace.num_directions == 1:
+        return
+    cols = st.columns([1, 1, 4])
+    cols[0].selectbox("layer", list(range(trace.num_layers)), **state.bound(state.VIEW, "layer", view.layer))
     if trace.num_directions == 2:
-        cols[5].selectbox("direction", [0, 1], format_func=DIRECTION_NAMES.__getitem__,
+        cols[1].selectbox("direction", [0, 1], format_func=DIRECTION_NAMES.__getitem__,
                           **state.bound(state.VIEW, "direction", view.direction))
 
 
@@ -68,21 +47,24 @@ def chart(spec: dict, key: str) -> None:
     st.plotly_chart(figures.Prevalidated(spec), key=key, config={"displaylogo": False})
 
 
-def step_view(run, view: View) -> None:
-    """The six quantities at step t, every step of them over time, and the equations at t."""
-    trace, seq, t = run.trace, run.seq, view.timestep
-    step_controls(trace, view)
-    label = f" (“{escape.markdown(seq.labels[t])}”)" if seq.vocab is not None else ""
+def step_view(run, view: View, readout=None) -> None:
+    """The time explorer (stepping, heatmaps, input and output over time, the cell diagram: all in the page),
+    then the equations at the t the page last reported, typeset from the trace."""
+    trace = run.trace
+    layer_controls(trace, view)
     lstm_config = run.model.config
-    reverse = view.direction == 1
-    order = (" · **reverse** direction: it reads the sequence from the end, so step t starts from the state of "
-             "step t + 1" if reverse else "")
-    st.markdown(f"**t = {t}**{label} · x_t = `{shapes.slice_expression(lstm_config, t)}` of the input "
-                f"`{tuple(run.x.shape)}` → x_t is `{(trace.batch_size, lstm_config.input_size)}` "
-                f"(batch, features){order}")
-    chart(figures.step_spec(trace, t, view.layer, view.direction, view.unit), "step")
-    chart(figures.over_time_spec(trace, t, view.layer, view.direction, view.batch_index, seq.labels), "over_time")
-    with st.expander("Equation at t, with the numbers", expanded=True):
+    st.caption(f"x_t = `{shapes.slice_expression(lstm_config, 't')}` of the input `{tuple(run.x.shape)}` is "
+               f"`{(trace.batch_size, lstm_config.input_size)}` (batch, features). Step with ← → (Home, End) anywhere "
+               "on the page, the buttons or the slider; click a heatmap cell to inspect that unit and batch element.")
+    start, stop = window_of(trace, view.layer, view.timestep, readout)
+    window = state.session().explorer_window(
+        trace, (view.layer, view.direction, start, stop), lambda: window_payload(
+            trace, view.layer, view.direction, view.timestep, labels=run.seq.labels,
+            vocab=run.seq.vocab, readout=readout))
+    focus = unit_payload(trace, view.layer, view.direction, (start, stop), view.unit, view.batch_index,
+                         view.timestep, unpack_header(window)["id"])
+    explorer_component.mount(window, focus, state.follow_page)
+    with st.expander(f"Equations at t = {view.timestep}, typeset", expanded=False):
         equation_panel(trace, view)
 
 
@@ -90,8 +72,8 @@ def equation_panel(trace, view: View) -> None:
     t, unit, batch = view.timestep, view.unit, view.batch_index
     where = f"layer {view.layer}, {DIRECTION_NAMES[view.direction]}" if trace.num_layers > 1 or \
         trace.num_directions > 1 else ""
-    st.caption(f"unit {unit}, batch element {batch}{', ' + where if where else ''} (choose them under Inspect in "
-               "the sidebar)")
+    st.caption(f"unit {unit}, batch element {batch}{', ' + where if where else ''}, at the step where the explorer "
+               "last stopped (click a heatmap cell, or choose under Inspect in the sidebar)")
     terms = step_terms(trace, view.layer, view.direction, t, unit, batch)
     previous = "h_{t+1}" if view.direction == 1 else "h_{t−1}"
     st.caption(f"Each gate's pre-activation split into its input part W x_t, its recurrent part W {previous} and "
@@ -137,7 +119,7 @@ def saturation_panel(trace, view: View) -> None:
         analysis.memory_ledger(trace, layer, direction, batch), unit, layer, direction)), "ledger")
 
 
-def export_panel(run, view: View) -> None:
+def export_panel(run, view: View, readout=None) -> None:
     """Downloads, each made only when its button is pressed; the figures are those of the current view."""
     trace, model = run.trace, run.model
     cols = st.columns(3)
@@ -158,6 +140,11 @@ def export_panel(run, view: View) -> None:
     cols[2].download_button("Unit figure (HTML)", lambda: export.figure_html(
         figures.unit_spec(trace, unit, batch, t=t, time_labels=run.seq.labels)), f"unit{unit}_batch{batch}.html",
         key="export_unit_html")
+    st.download_button("Time explorer (HTML, steps offline)", lambda: to_html(
+        trace, t=t, layer=layer, direction=direction, unit=unit, batch=batch, labels=run.seq.labels,
+        vocab=run.seq.vocab, readout=readout, title=f"lstm-viz: {run.seq.source}"),
+        f"explorer_layer{layer}_{DIRECTION_NAMES[direction]}.html", key="export_explorer_html",
+        help="this layer's explorer as one file: data and scripts inlined, opens from disk with no network")
     st.caption(f"The figures are those of the current view: t = {t}, layer {layer}, {DIRECTION_NAMES[direction]}, "
                f"unit {unit}, batch element {batch}. In a notebook: `lstm_viz.trace(lstm, x)`, then "
                "`trace.heatmap('f', t=3)`, `trace.over_time(unit=5)`; from a shell: `python -m lstm_viz trace "

@@ -33,7 +33,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-dev-shm-usage",
 ]
-STEP_QUANTITIES = ("forget gate", "input gate", "output gate", "candidate", "cell state", "hidden state")
 
 
 def find_chromium() -> str | None:
@@ -120,15 +119,14 @@ def launch_browser(playwright, **kwargs):
     return playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS, **kwargs)
 
 
-# A per-step quantity is named by a chart text (a layout title or an annotation) such as
-# "<b>forget gate f<sub>t</sub></b> · t=3". The app may draw the six quantities as six figures or as one
-# figure of six subplots: both are read. Heatmap z arrives as typed arrays (Plotly's bdata): copied to lists.
-# The scripts are plain strings, so sync pages here and async ones (tests/load_support.py) share them.
+# Every Plotly chart on the page (the other tabs' figures, the explorer's two): titles, annotations and heatmaps.
+# Heatmap z may be typed arrays: copied to lists. Plain strings, so sync pages here and async ones
+# (tests/load_support.py) share them.
 READ_CHARTS_JS = r"""() => {
     const plain = (s) => (s || '').replace(/<[^>]*>/g, '').replace(/\u200b/g, '').trim();
     const toList = (a) => (a == null ? null : Array.from(a, (row) =>
         (row != null && typeof row === 'object' && 'length' in row) ? Array.from(row) : row));
-    const plots = document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot');
+    const plots = document.querySelectorAll('.js-plotly-plot');
     return Array.from(plots, (p) => {
         const layout = p.layout || {};
         const title = typeof layout.title === 'string' ? layout.title : (layout.title && layout.title.text);
@@ -142,26 +140,29 @@ READ_CHARTS_JS = r"""() => {
         };
     });
 }"""
-_READY_JS = r"""(t) => {
+# The explorer's state as the page shows it: t, unit and batch (the root's data attributes) and the six step
+# heatmaps' z (batch × units) by quantity, read from its Plotly div; null before it is drawn.
+READ_EXPLORER_JS = r"""() => {
+    const root = document.querySelector('[data-testid=lvx]');
+    const plot = root && root.querySelector('[data-testid=lvx-step]');
+    if (!root || !plot || !plot.data || !plot.querySelector('.main-svg')) return null;
+    const rows = (z) => Array.from(z, (row) => Array.from(row));
+    return {t: Number(root.dataset.t), unit: Number(root.dataset.unit), batch: Number(root.dataset.batch),
+            z: Object.fromEntries(plot.data.map((trace) => [trace.name, rows(trace.z)]))};
+}"""
+# Ready: the script has finished its run and the explorer is drawn (at step t, when t is not null).
+STEP_READY_JS = r"""(t) => {
     const app = document.querySelector('[data-testid=stApp]');
     if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-    const plots = Array.from(document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot'));
-    const drawn = (p) => p._fullData && p._fullData.length && p.querySelector('.main-svg');
-    if (!plots.length || !plots.every(drawn)) return false;
-    const words = %s;
-    const texts = plots.flatMap((p) => [p.layout?.title?.text || p.layout?.title || '',
-                                        ...(p.layout?.annotations || []).map((a) => a.text || '')])
-        .map((s) => String(s).replace(/<[^>]*>/g, ''));
-    const suffix = t === null ? /· t=\d+$/ : new RegExp('· t=' + t + '$');
-    return words.every((w) => texts.some((s) => s.startsWith(w) && suffix.test(s)));
+    const explorer = (""" + READ_EXPLORER_JS + r""")();
+    return Boolean(explorer) && Object.keys(explorer.z).length === 6 && (t === null || explorer.t === t);
 }"""
-STEP_READY_JS = _READY_JS % list(STEP_QUANTITIES)  # arg t: the step to wait for, or null for any
-STEP_KEYS = dict(zip(STEP_QUANTITIES, ("f", "i", "o", "g", "c", "h"), strict=True))
+STEP_KEYS = ("f", "i", "o", "g", "c", "h")
 
 
 def wait_for_app(page, t: int | None = None, timeout_ms: int = APP_TIMEOUT_MS) -> None:
-    """Wait until the script has finished its run and every Plotly chart is drawn, the six per-step
-    quantities among them (at step `t` if given, e.g. after moving the timestep).
+    """Wait until the script has finished its run and the explorer is drawn (at step `t` if given, e.g. after
+    stepping).
 
     On a timeout, the error says what the page showed instead (script state, charts, messages).
     """
@@ -177,14 +178,16 @@ def wait_for_app(page, t: int | None = None, timeout_ms: int = APP_TIMEOUT_MS) -
 
 
 def describe_page(page) -> str:
-    """Script state, chart titles, and any exception or alert boxes on the page: for failure messages."""
+    """Script state, the explorer's t, chart titles, and any exception or alert boxes: for failure messages."""
     state = page.evaluate(
         "document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state') ?? 'no stApp'")
     boxes = page.evaluate("""Array.from(
         document.querySelectorAll('[data-testid=stException], [data-testid=stAlert]'),
         (e) => e.innerText.slice(0, 600))""")
+    explorer = page.evaluate(READ_EXPLORER_JS)
     charts = [[c["title"], *c["annotations"]] for c in read_charts(page)]
-    return f"script state {state}; charts {charts}; messages {boxes}"
+    return (f"script state {state}; explorer at t={explorer['t'] if explorer else None}; charts {charts}; "
+            f"messages {boxes}")
 
 
 def read_charts(page) -> list[dict]:
@@ -193,39 +196,6 @@ def read_charts(page) -> list[dict]:
     return page.evaluate(READ_CHARTS_JS)
 
 
-def step_charts(page) -> dict[str, dict]:
-    """The six per-step heatmaps by quantity ("forget gate", …): {"title", "z", "chart" (index)}.
-
-    A quantity's title is a chart's title or one of its annotations, "<quantity> … · t=<t>"; its z is the
-    chart's only heatmap, or the heatmap named f, i, o, g, c or h, or else the one in the title's place.
-    """
-    return charts_by_quantity(read_charts(page))
-
-
-def charts_by_quantity(charts: list[dict]) -> dict[str, dict]:
-    """`step_charts` of charts already read (`read_charts`, or READ_CHARTS_JS evaluated by an async page)."""
-    found = {}
-    for index, chart in enumerate(charts):
-        texts = [chart["title"], *chart["annotations"]]
-        titles = [s for s in texts if "· t=" in s]
-        for word, key in STEP_KEYS.items():
-            title = next((s for s in titles if s.startswith(word)), None)
-            if title is None:
-                continue
-            heatmaps = chart["heatmaps"]
-            named = [h for h in heatmaps if h["name"] == key]
-            if len(heatmaps) == 1:
-                z = heatmaps[0]["z"]
-            elif named:
-                z = named[0]["z"]
-            else:
-                place = titles.index(title)
-                z = heatmaps[place]["z"] if place < len(heatmaps) else None
-            found[word] = {"title": title, "z": z, "chart": index}
-    return found
-
-
-def timestep_slider(page):
-    """The timestep slider's focusable thumb (Streamlit 1.67: a hidden <input type=range>)."""
-    slider = page.locator("[data-testid=stSlider]").filter(has_text="timestep t")
-    return slider.locator("[role=slider], input[type=range]").first
+def explorer_state(page) -> dict | None:
+    """The explorer as drawn: {"t", "unit", "batch", "z": {"f": rows, …, "h": rows}}, or None before it is."""
+    return page.evaluate(READ_EXPLORER_JS)

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 
+from lstm_viz.explorer import unpack
 from lstm_viz.figures import DISPLAY_ORDER
 
 
@@ -37,6 +38,28 @@ def heatmap_z(spec: dict, index: int = 0) -> np.ndarray:
     return decode_array(spec["data"][index]["z"])
 
 
+def component(at, key: str):
+    """The proto of the components.v2 element whose user key is `key` (AppTest shows it as an unknown element)."""
+    matches = [e.proto for e in at.get("bidi_component") if e.proto.id.endswith(f"-{key}")]
+    assert len(matches) == 1, f"expected one component with key {key!r}, found {len(matches)}"
+    return matches[0]
+
+
+def explorer_window(at) -> tuple[dict, dict[str, np.ndarray]]:
+    """The explorer's window payload as the page receives it: header and arrays."""
+    return unpack(component(at, "explorer").bytes)
+
+
+def explorer_focus(at) -> dict:
+    """The explorer's unit payload: the view Python holds and the inspected unit's terms."""
+    return json.loads(component(at, "explorer_focus").json)
+
+
 def step_z(at, name: str) -> np.ndarray:
-    """The per-step heatmap of one quantity (batch × units) from the app's step figure."""
-    return heatmap_z(chart(at, "step"), DISPLAY_ORDER.index(name))
+    """What the explorer draws as the step heatmap of one quantity (batch × units) at the view's t: the window
+    payload's slice at t (the page indexes the same arrays)."""
+    header, arrays = explorer_window(at)
+    t = explorer_focus(at)["t"]
+    assert header["start"] <= t < header["stop"], f"t={t} outside the window {header['start']}..{header['stop']}"
+    assert name in DISPLAY_ORDER
+    return arrays[name][t - header["start"]]

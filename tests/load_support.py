@@ -29,10 +29,9 @@ import numpy as np
 from browser_support import (
     APP_PATH,
     CHROMIUM_ARGS,
-    READ_CHARTS_JS,
+    READ_EXPLORER_JS,
     STEP_KEYS,
     STEP_READY_JS,
-    charts_by_quantity,
     find_chromium,
     streamlit_process,
 )
@@ -52,10 +51,10 @@ TEARDOWN_RESERVE_S = 10.0  # closing 20 contexts and the server, within `budget_
 RSS_INTERVAL_S = 0.5
 TOLERANCE = 1e-5  # float32 (the app sends heatmaps as float32 bytes)
 
-# The page's state in one call: the charts (READ_CHARTS_JS, shared with the sync helpers), the script's
+# The page's state in one call: the explorer (READ_EXPLORER_JS, shared with the sync helpers), the script's
 # state, and any exception or error box. Warnings and infos are not errors.
 _SNAPSHOT_JS = """() => ({
-    charts: (""" + READ_CHARTS_JS + """)(),
+    explorer: (""" + READ_EXPLORER_JS + """)(),
     state: document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state') ?? 'no stApp',
     errors: Array.from(document.querySelectorAll(
         '[data-testid=stException], [data-testid=stAlertContentError]'), (e) => e.innerText.slice(0, 400)),
@@ -232,14 +231,15 @@ class Session:
         await self._check(0)
 
     async def step_until(self, deadline: float, min_steps: int, timeout_s: float) -> None:
-        """Press Next until `deadline` (time.monotonic()), and on until `min_steps` steps are done; each step
-        timed and checked. Past `min_steps`, a step that would end after the deadline (if it took as long as
-        the last one) is not started: the phase stays within its minute."""
+        """Press Next until `deadline` (time.monotonic()), and on until `min_steps` steps are done (First at the
+        last step); each step timed and checked. Past `min_steps`, a step that would end after the deadline (if
+        it took as long as the last one) is not started: the phase stays within its minute."""
         next_button = self.page.get_by_role("button", name="Next")
+        first_button = self.page.get_by_role("button", name="First")
         while self.steps < min_steps or time.monotonic() + (self.latencies or [0.0])[-1] < deadline:
-            want = (self.t + 1) % self.config.seq_len  # Next wraps around
+            want = (self.t + 1) % self.config.seq_len
             start = time.perf_counter()
-            await next_button.click(timeout=timeout_s * 1000)
+            await (next_button if want else first_button).click(timeout=timeout_s * 1000)
             await self._wait_for_step(want, timeout_s, f"step {self.steps + 1} (t={self.t} → {want})")
             self.latencies.append(time.perf_counter() - start)
             await self._check(want)
@@ -260,21 +260,21 @@ class Session:
             snap = await self.page.evaluate(_SNAPSHOT_JS)
         except Exception as err:  # noqa: BLE001 - the page itself may be what failed
             return f"(page unreadable: {err})"
-        titles = [t for chart in snap["charts"] for t in [chart["title"], *chart["annotations"]] if "t=" in t]
-        return f"script state {snap['state']}; step titles {titles[:6]}; error boxes {snap['errors']}"
+        shown = snap["explorer"] and snap["explorer"]["t"]
+        return f"script state {snap['state']}; explorer at t={shown}; error boxes {snap['errors']}"
 
     async def _check(self, t: int) -> None:
         """The page at step t shows this session's own data, and no exception or error box."""
         snap = await self.page.evaluate(_SNAPSHOT_JS)
         if snap["errors"]:
             raise SessionError(f"at t={t}: error box on the page: {snap['errors']}")
-        found = charts_by_quantity(snap["charts"])
-        if sorted(found) != sorted(STEP_KEYS):
-            raise SessionError(f"at t={t}: step quantities {sorted(found)}, want {sorted(STEP_KEYS)}")
-        for word, key in STEP_KEYS.items():
-            title, z = found[word]["title"], found[word]["z"]
-            if not title.endswith(f"· t={t}"):
-                raise SessionError(f"at t={t}: {word} titled {title!r}")
+        explorer = snap["explorer"]
+        if not explorer or sorted(explorer["z"]) != sorted(STEP_KEYS):
+            raise SessionError(f"at t={t}: step quantities {explorer and sorted(explorer['z'])}, want {STEP_KEYS}")
+        if explorer["t"] != t:
+            raise SessionError(f"at t={t}: the explorer shows t={explorer['t']}")
+        for key in STEP_KEYS:
+            word, z = key, explorer["z"][key]
             want = self.expected[key][t]  # (batch, units): the heatmap's rows and columns
             try:
                 got = np.asarray(z, dtype=np.float32)

@@ -5,23 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from app_support import APP, assert_clean, rendered, start
-from figure_data import chart, heatmap_z, step_z
+from app_support import APP, assert_clean, link, reference_trace, rendered, report, start
+from figure_data import explorer_focus, explorer_window, step_z
 from streamlit.testing.v1 import AppTest
 
 from lstm_viz.figures import DISPLAY_ORDER
-from lstm_viz.inputs import random_tensor
 from lstm_viz.parity import TOLERANCE
-from lstm_viz.pipeline import AppConfig, make_model
+from lstm_viz.pipeline import AppConfig
 
 pytestmark = pytest.mark.app
-
-
-def reference_trace(config: AppConfig):
-    """The trace computed directly with lstm_viz for the app's default random input."""
-    model = make_model(config.lstm_config(), config.seed, "cpu", config.dtype)
-    x = random_tensor(config.seq_len, config.batch_size, config.input_size, seed=config.seed).x
-    return model.trace(x.transpose(0, 1) if config.batch_first else x)
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +24,11 @@ def app() -> AppTest:
 def test_defaults_run_and_draw_six_quantities(app):
     assert_clean(app)
     assert not app.error
-    titles = [a["text"] for a in chart(app, "step")["layout"]["annotations"]]
-    for words, title in zip(("forget gate f", "input gate i", "output gate o", "candidate g", "cell state C",
-                             "hidden state h"), titles, strict=True):
-        assert title.replace("<b>", "").replace("<sub>", "").startswith(words)
-        assert title.endswith("t=0")
+    header, arrays = explorer_window(app)
+    assert header["order"] == ["f", "i", "o", "g", "c", "h"] and explorer_focus(app)["t"] == 0
+    trace = reference_trace(AppConfig())
+    for q in DISPLAY_ORDER:
+        np.testing.assert_array_equal(arrays[q], trace.get(q)[0, 0].numpy())  # the whole sequence fits one window
 
 
 CHANGES = [
@@ -57,7 +49,8 @@ def test_each_config_widget_runs(app, key, kind, value):
     assert at.session_state[key] == value
     if value != "file":  # the file source waits for an upload and says so
         assert not at.error, [e.value for e in at.error]
-        assert len(at.get("plotly_chart")) == 2  # step and over time: the other tabs run only when open
+        assert len(at.get("bidi_component")) == 2  # the explorer and its unit payload: other tabs run only when open
+        assert not at.get("plotly_chart")
 
 
 def test_device_widget_is_disabled_without_cuda(app):
@@ -72,9 +65,9 @@ def test_sizes_reach_the_figures():
     assert_clean(at)
     for q in DISPLAY_ORDER:
         assert step_z(at, q).shape == (2, 5)  # batch × units
-    over_time = chart(at, "over_time")
-    for k in range(6):
-        assert heatmap_z(over_time, k).shape == (5, 7)  # units × time
+    header, arrays = explorer_window(at)
+    for q in DISPLAY_ORDER:
+        assert arrays[q].shape == (7, 2, 5)  # time × batch × units: the page draws units × time from it
 
 
 def test_timestep_slices_the_trace():
@@ -83,25 +76,14 @@ def test_timestep_slices_the_trace():
     trace = reference_trace(config)
     seen = []
     for t in (0, 5, config.seq_len - 1):
-        at.slider(key="timestep").set_value(t).run()
+        report(at, t=t)
         assert_clean(at)
         for q in DISPLAY_ORDER:
             np.testing.assert_allclose(step_z(at, q), trace.get(q)[0, 0, t].numpy(), rtol=0, atol=1e-6)
-        assert chart(at, "step")["layout"]["annotations"][0]["text"].endswith(f"t={t}")
-        marker = chart(at, "over_time")["layout"]["shapes"][0]
-        assert marker["x0"] == t - 0.5 and marker["x1"] == t + 0.5
+        assert link(at).get("timestep", "0") == str(t)  # the URL leaves out defaults
+        assert any(f"t = {t}" in e.label for e in at.expander)  # the typeset equations follow
         seen.append(step_z(at, "c").copy())
     assert not np.allclose(seen[0], seen[1])  # the data really changes with t
-
-
-def test_next_and_previous_buttons_step():
-    at = start()
-    at.button(key="next").click().run()
-    assert at.slider(key="timestep").value == 1
-    at.button(key="prev").click().run()
-    at.button(key="prev").click().run()
-    assert at.slider(key="timestep").value == AppConfig().seq_len - 1  # wraps around
-    assert_clean(at)
 
 
 @pytest.mark.parametrize("garbage,fragment", [
@@ -127,7 +109,7 @@ def test_impossible_config_is_an_error_not_a_crash():
     assert_clean(at)
     assert at.error
     assert "proj_size has to be smaller than hidden_size" in rendered(at.error[0].value)
-    assert len(at.get("plotly_chart")) == 2  # step and over time: the other tabs run only when open
+    assert len(at.get("bidi_component")) == 2  # the last good run's explorer stays
 
 
 def test_parity_badge_says_what_was_checked(app):
@@ -181,7 +163,7 @@ def test_url_round_trip():
     at.run()
     assert_clean(at)
     assert at.number_input(key="hidden_size").value == 6 and at.checkbox(key="bidirectional").value
-    assert at.slider(key="timestep").value == 4
+    assert explorer_focus(at)["t"] == 4
     assert any("num_layers='oops'" in rendered(w.value) for w in at.warning)
     at.number_input(key="hidden_size").set_value(7).run()
     assert at.query_params["hidden_size"] == ["7"] or at.query_params["hidden_size"] == "7"

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from app_support import assert_clean, open_tab, rendered, start
-from figure_data import chart, decode_array
+from app_support import assert_clean, open_tab, rendered, report, start
+from figure_data import chart, explorer_window, step_z
 
+from lstm_viz import tasks
 from lstm_viz.tasks import TASKS
 
 pytestmark = pytest.mark.app
@@ -36,8 +37,7 @@ def test_uploaded_weights_are_traced_as_nn_lstm_runs_them():
     assert not at.error, [e.value for e in at.error]
     assert any("nn.LSTM(3, 7, num_layers=2, bidirectional=True)" in c.value for c in at.caption)
     # the sizes come from the weights; the random input adapts to input_size 3
-    step = chart(at, "step")
-    assert decode_array(step["data"][0]["z"]).shape == (2, 7)
+    assert step_z(at, "f").shape == (2, 7)
     badge = next(m.value for m in at.markdown if "parity: max |Δ|" in m.value)
     assert "green" in badge
 
@@ -84,10 +84,15 @@ def test_toy_task_trains_in_the_app_and_its_gates_are_traced():
     assert "reached the target" in caption
     losses = chart(at, "loss_curve")["data"][0]["y"]
     assert losses[-1] < losses[0]
-    step = chart(at, "step")
-    assert decode_array(step["data"][0]["z"]).shape == (1, TASKS["memory"].hidden_size)
-    at.slider(key="timestep").set_value(5).run()  # stepping through the trained trace
+    assert step_z(at, "f").shape == (1, TASKS["memory"].hidden_size)
+    report(at, t=5)  # stepping through the trained trace
     assert_clean(at)
+    header, arrays = explorer_window(at)
+    result = next(iter(at.session_state["state.session"].trained.values())).result
+    x, target = tasks.example_with_target("memory", seed=0)
+    np.testing.assert_array_equal(arrays["target"], target)  # the task's target: only at the last step
+    assert np.isnan(arrays["target"][:-1]).all() and not np.isnan(arrays["target"][-1]).any()
+    np.testing.assert_allclose(arrays["prediction"], result.predict(x.x)[..., 0].numpy(), rtol=0, atol=1e-5)
 
 
 def test_drill_down_saturation_and_export_tabs():

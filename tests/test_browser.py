@@ -1,28 +1,32 @@
 """Layer 4: the app in a real headless Chromium, served by `streamlit run` on a free loopback port.
 
-Checks what AppTest cannot: that the page renders the six per-step heatmaps, that stepping through time
-redraws them with new data, and that settings in the URL reach the figures. Screenshots of each run go
-to test-artifacts/ (gitignored) for a look when something fails. Two checks cover what only a browser shows:
-playback that keeps going, and colour scales that plotly.js itself knows.
+Checks what AppTest cannot: the time explorer steps in the page (keys, buttons, Play) with the trace's exact
+values and no server round trip, a cell click reaches Python's view, settings in the URL reach the page, a
+copied link reopens the same view, and the exported explorer steps offline. Screenshots of each run go to
+test-artifacts/ (gitignored) for a look when something fails.
 """
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
+from app_support import reference_trace
 from browser_support import (
     REPO_ROOT,
-    STEP_QUANTITIES,
+    STEP_KEYS,
+    explorer_state,
     find_chromium,
     have_playwright,
     launch_browser,
     read_charts,
-    step_charts,
     streamlit_server,
-    timestep_slider,
     wait_for_app,
 )
+
+from lstm_viz.explorer import to_html
+from lstm_viz.pipeline import AppConfig
 
 pytestmark = [
     pytest.mark.browser,
@@ -69,39 +73,124 @@ def screenshot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / name))
 
 
-def assert_step_heatmaps(page, t: int) -> dict[str, list[list[float]]]:
-    """The six quantities are drawn for step t, each a non-empty numeric heatmap; returns their z."""
-    charts = step_charts(page)
-    assert sorted(charts) == sorted(STEP_QUANTITIES), [c for c in charts]
-    zs = {}
-    for name, chart in charts.items():
-        assert chart["title"].endswith(f"· t={t}"), chart["title"]
-        z = chart["z"]
-        assert z and all(row and len(row) == len(z[0]) for row in z), (name, z)
-        assert all(isinstance(v, (int, float)) for row in z for v in row), (name, z)
-        zs[name] = z
-    return zs
+def assert_step_heatmaps(page, t: int) -> dict[str, np.ndarray]:
+    """The explorer shows step t: six numeric heatmaps (batch × units); returns their z by quantity."""
+    shown = explorer_state(page)
+    assert shown is not None and shown["t"] == t, shown and shown["t"]
+    assert sorted(shown["z"]) == sorted(STEP_KEYS)
+    return {name: np.asarray(z, dtype=np.float64) for name, z in shown["z"].items()}
 
 
-def test_six_quantities_and_stepping_through_time(server, page):
+def assert_trace_values(page, trace, t: int, layer: int = 0, direction: int = 0) -> None:
+    """The six heatmaps drawn in the page equal lstm_viz's trace at step t, to 1e-6."""
+    zs = assert_step_heatmaps(page, t)
+    for name in STEP_KEYS:
+        np.testing.assert_allclose(zs[name], trace.get(name)[layer, direction, t].numpy(), rtol=0, atol=1e-6,
+                                   err_msg=f"{name} at t={t}")
+
+
+class SentFrames:
+    """Websocket frames the page sends to the server (every rerun request is one), counted through CDP."""
+
+    def __init__(self, page):
+        self.count = 0
+        session = page.context.new_cdp_session(page)
+        session.on("Network.webSocketFrameSent", self._sent)
+        session.send("Network.enable")
+
+    def _sent(self, _event) -> None:
+        self.count += 1
+
+
+def explorer_t(page) -> int:
+    return int(page.evaluate("document.querySelector('[data-testid=lvx]').dataset.t"))
+
+
+def test_arrow_keys_step_in_the_page_with_the_traces_values_and_no_server_round_trip(server, page):
+    sent = SentFrames(page)
     page.goto(server)
-    wait_for_app(page)
-    before = assert_step_heatmaps(page, 0)
+    wait_for_app(page, t=0)
+    trace = reference_trace(AppConfig())
+    assert_trace_values(page, trace, 0)
+    page.wait_for_timeout(500)  # let the first run's own messages settle
+    before = sent.count
+    page.locator("h1").first.click()  # focus on the page body, not a widget
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => document.querySelector('[data-testid=lvx]').dataset.t === '1'", timeout=2000)
+    assert_trace_values(page, trace, 1)
+    assert sent.count == before, "stepping sent a message to the server"
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowLeft")
+    assert_trace_values(page, trace, 2)
+    assert sent.count == before
+    # Once the user stops, Python learns t (debounced): one report, and the URL follows.
+    page.wait_for_function("() => new URLSearchParams(location.search).get('timestep') === '2'", timeout=30_000)
+    assert sent.count > before
+    page.keyboard.press("End")
+    assert_trace_values(page, trace, AppConfig().seq_len - 1)
+    page.keyboard.press("Home")
+    assert_trace_values(page, trace, 0)
+    screenshot(page, "browser-explorer-keys.png")
 
-    page.get_by_role("button", name="Next").click()
-    wait_for_app(page, t=1)
-    after = assert_step_heatmaps(page, 1)
-    for name in STEP_QUANTITIES:
-        assert after[name] != before[name], f"{name}: same data at t=0 and t=1"
 
-    thumb = timestep_slider(page)
-    thumb.focus()
-    thumb.press("ArrowRight")
+def click_cell(page, quantity: str, unit: int, batch: int) -> None:
+    """Click the step heatmap cell of (batch, unit) of one quantity, where Plotly draws it."""
+    index = list(STEP_KEYS).index(quantity)
+    x, y = page.evaluate("""([index, unit, batch]) => {
+        const plot = document.querySelector('[data-testid=lvx-step]');
+        const axis = index === 0 ? '' : String(index + 1);
+        const xa = plot._fullLayout['xaxis' + axis], ya = plot._fullLayout['yaxis' + axis];
+        const box = plot.getBoundingClientRect();
+        return [box.left + xa._offset + xa.l2p(unit), box.top + ya._offset + ya.l2p(batch)];
+    }""", [index, unit, batch])
+    page.mouse.click(x, y)
+
+
+def test_clicking_a_cell_inspects_that_unit_and_python_follows(server, page):
+    page.goto(server)
+    wait_for_app(page, t=0)
+    trace = reference_trace(AppConfig())
+    page.locator("h1").first.click()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.locator("[data-testid=lvx-step]").scroll_into_view_if_needed()
+    click_cell(page, "c", unit=3, batch=1)
+    shown = explorer_state(page)
+    assert (shown["t"], shown["unit"], shown["batch"]) == (2, 3, 1)
+    # The page reports the choice; Python stores it (the sidebar and the URL follow) and sends the unit's terms.
+    page.wait_for_function("() => new URLSearchParams(location.search).get('unit') === '3'", timeout=30_000)
     wait_for_app(page, t=2)
-    third = assert_step_heatmaps(page, 2)
-    assert third["hidden state"] != after["hidden state"]
-    page.wait_for_function("() => new URLSearchParams(location.search).get('timestep') === '2'")
-    screenshot(page, "browser-step-t2.png")
+    assert page.locator("[data-testid=stSidebar]").get_by_label("unit", exact=True).input_value() == "3"
+    equations = page.locator("[data-testid=lvx-equations]")
+    f = trace.f[0, 0, 2, 1, 3].item()
+    page.wait_for_function("() => !document.querySelector('[data-testid=lvx-equations]')"
+                           ".innerText.includes('arrives for the unit')", timeout=30_000)
+    assert f"{f:.4f}".replace("-", "−") in equations.locator("[data-eq=f]").inner_text()
+    # The typeset equation panel (Python) shows the same unit, batch element and step.
+    page.get_by_text("Equations at t = 2, typeset").click()
+    panel = page.get_by_text("unit 3, batch element 1")
+    panel.wait_for()
+    assert page.locator("[data-testid=stMarkdownContainer] .katex").count() >= 6
+    screenshot(page, "browser-explorer-cell-click.png")
+
+
+def test_play_advances_and_pause_stops(server, page):
+    page.goto(f"{server}/?seq_len=60")
+    wait_for_app(page, t=0)
+    page.get_by_role("combobox", name="play speed").select_option("16")
+    page.get_by_role("button", name="Play").click()
+    seen, deadline = set(), time.monotonic() + 20
+    while len(seen) < 4 and time.monotonic() < deadline:
+        seen.add(explorer_t(page))
+        page.wait_for_timeout(50)
+    page.get_by_role("button", name="Pause").click()
+    assert len(seen) >= 4, f"playback showed only the steps {sorted(seen)} in 20 s"
+    stopped = explorer_t(page)
+    page.wait_for_timeout(800)
+    assert explorer_t(page) == stopped, "still stepping after Pause"
+    page.wait_for_function(f"() => new URLSearchParams(location.search).get('timestep') === '{stopped}'",
+                           timeout=30_000)  # Python learns where playback stopped
 
 
 def test_url_settings_reach_the_figures(server, page):
@@ -109,22 +198,9 @@ def test_url_settings_reach_the_figures(server, page):
     wait_for_app(page, t=3)
     zs = assert_step_heatmaps(page, 3)
     for name, z in zs.items():
-        assert len(z) == 2, f"{name}: {len(z)} batch rows, want the default 2"
-        assert {len(row) for row in z} == {5}, f"{name}: rows of {[len(r) for r in z]} units, want 5"
-    assert timestep_slider(page).get_attribute("max") == "6"  # seq_len 7: steps 0..6
+        assert z.shape == (2, 5), f"{name}: {z.shape}, want the default 2 batch rows × 5 units"
+    assert page.locator("[data-testid=lvx] input[type=range]").get_attribute("max") == "6"  # steps 0..6
     screenshot(page, "browser-url-settings.png")
-
-
-@pytest.fixture(scope="module")
-def default_page(server, browser_context):
-    """One loaded default view, shared by the checks below that only read it (or, last, play it)."""
-    page = browser_context.new_page()
-    page.goto(server)
-    wait_for_app(page)
-    try:
-        yield page
-    finally:
-        page.close()
 
 
 # Colour-scale names plotly.js itself resolves; others (plotly.py's "RdBu_r", "Plasma", …) exist only in
@@ -133,54 +209,36 @@ PLOTLY_JS_SCALES = {"Blackbody", "Bluered", "Blues", "Cividis", "Earth", "Electr
                     "Jet", "Picnic", "Portland", "Rainbow", "RdBu", "Reds", "Viridis", "YlGnBu", "YlOrRd"}
 
 
-def test_colour_scales_are_known_to_plotly_js(default_page):
-    sent = default_page.evaluate("""() => Array.from(
-        document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot'), (p) => [
+def test_colour_scales_are_known_to_plotly_js(server, page):
+    page.goto(server)
+    wait_for_app(page, t=0)
+    sent = page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot'), (p) => [
             ...Object.entries(p.layout || {}).filter(([k]) => k.startsWith('coloraxis'))
                 .map(([k, v]) => [k, v.colorscale]),
             ...(p.data || []).map((t, i) => ['trace ' + i, t.colorscale])])""")
+    assert len(sent) == 2  # the explorer's step and over-time figures
     unknown = [(chart, where, scale) for chart, scales in enumerate(sent) for where, scale in scales
                if isinstance(scale, str) and scale not in PLOTLY_JS_SCALES]
     assert not unknown, f"(chart, axis or trace, colorscale) that plotly.js does not know: {unknown}"
 
 
-FORGET_TITLE_JS = """() => {
-    const plot = document.querySelector('[data-testid=stPlotlyChart] .js-plotly-plot');
-    const notes = plot && plot.layout && plot.layout.annotations;
-    return notes && notes.length ? String(notes[0].text) : null;
-}"""
-
-
-def test_play_advances_on_its_own(default_page):
-    page = default_page
-    start = int(step_charts(page)["forget gate"]["title"].rsplit("t=", 1)[1])
-    page.get_by_role("button", name="Play").click()
-    seen = {start}
-    try:  # the click itself moves one step; any further step comes only from the fragment's timer (0.6 s)
-        deadline = time.monotonic() + 30
-        while len(seen) < 3 and time.monotonic() < deadline:
-            title = page.evaluate(FORGET_TITLE_JS)
-            if title and "t=" in title:
-                seen.add(int(title.rsplit("t=", 1)[1]))
-            page.wait_for_timeout(100)
-    finally:
-        page.get_by_role("button", name="Pause").click()
-    assert len(seen) >= 3, f"playback showed only the steps {sorted(seen)} in 30 s"
-
-
-def test_train_a_toy_task_then_step_through_its_trace(server, page):
+def test_train_a_toy_task_then_see_target_and_prediction(server, page):
     page.goto(f"{server}/?model_source=toy+task&task=memory")
     wait_for_app(page, t=0)
     untrained = assert_step_heatmaps(page, 0)
+    over_time = "() => document.querySelector('[data-testid=lvx-time]').data.map((t) => t.name)"
+    assert "target" in page.evaluate(over_time) and "prediction" not in page.evaluate(over_time)
     page.get_by_role("button", name="Train").click()
     page.get_by_text("Trained in").wait_for(timeout=120_000)
     wait_for_app(page, t=0)
+    page.wait_for_function(f"() => ({over_time})().includes('prediction')", timeout=60_000)
     trained = assert_step_heatmaps(page, 0)
-    assert trained["forget gate"] != untrained["forget gate"]  # training changed the gates
-    page.get_by_role("button", name="Next").click()
-    wait_for_app(page, t=1)
-    assert_step_heatmaps(page, 1)
-    screenshot(page, "browser-trained-memory-t1.png")
+    assert not np.array_equal(trained["f"], untrained["f"])  # training changed the gates
+    page.locator("h1").first.click()
+    page.keyboard.press("End")
+    assert_step_heatmaps(page, 24)
+    page.locator("[data-testid=lvx-time]").scroll_into_view_if_needed()
+    screenshot(page, "browser-trained-memory.png")
 
 
 def test_an_oversized_upload_is_refused_and_the_view_stays(server, page, tmp_path):
@@ -195,7 +253,9 @@ def test_an_oversized_upload_is_refused_and_the_view_stays(server, page, tmp_pat
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(too_big)
     page.get_by_text("File must be 50.0MB or smaller").wait_for()
     wait_for_app(page, t=0)
-    assert assert_step_heatmaps(page, 0) == before  # the last good view, untouched
+    after = assert_step_heatmaps(page, 0)
+    for name in STEP_KEYS:  # the last good view, untouched
+        np.testing.assert_array_equal(after[name], before[name])
     assert page.get_by_text("no file yet").count() == 1  # the app never received the file
     screenshot(page, "browser-oversized-upload.png")
 
@@ -238,14 +298,14 @@ def test_a_copied_link_reopens_the_same_view(server, browser_context, page):
               "&bidirectional=true&batch_size=3")
     wait_for_app(page, t=0)
     choose(page, "layer", "1")
-    page.get_by_text("over time · layer 1 · forward").wait_for()
+    page.get_by_text("layer 1 · forward").first.wait_for()
     choose(page, "direction", "reverse")
-    page.get_by_text("over time · layer 1 · reverse").wait_for()
-    thumb = timestep_slider(page)
-    for t in range(1, 6):
-        thumb.focus()
-        thumb.press("ArrowRight")
-        wait_for_app(page, t=t)
+    page.get_by_text("layer 1 · reverse").first.wait_for()
+    page.locator("h1").first.click()
+    for _ in range(5):  # the reverse direction reads t+1 before t: "previous" (←) moves t up
+        page.keyboard.press("ArrowLeft")
+    assert explorer_t(page) == 5
+    settled(page, "timestep=5")
     type_number(page, "unit", 3)
     settled(page, "unit=3")
     type_number(page, "batch element", 1)
@@ -269,7 +329,35 @@ def test_a_copied_link_reopens_the_same_view(server, browser_context, page):
         for each in (page, again):  # and the step view is at the same place: t=5, layer 1, reverse
             each.get_by_role("tab", name="Step through time").click()
             wait_for_app(each, t=5)
-        assert step_charts(again) == step_charts(page)
+        assert explorer_state(again) == explorer_state(page)
         assert "layer 1 · reverse" in " ".join(c["title"] for c in read_charts(again))
     finally:
         fresh.close()
+
+
+def test_the_exported_explorer_steps_offline_from_a_file(browser_context, tmp_path):
+    trace = reference_trace(AppConfig(num_layers=2, bidirectional=True))
+    path = tmp_path / "explorer <b>.html"
+    to_html(trace, path, t=2, layer=1, direction=0, unit=1, labels=[f"<img src=x onerror=alert({k})>"
+                                                                     for k in range(trace.seq_len)],
+            title="<script>alert('title')</script>")
+    context = browser_context.browser.new_context(viewport=VIEWPORT)
+    requests, dialogs = [], []
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                  else (requests.append(route.request.url), route.abort()))
+    try:
+        page = context.new_page()
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(path.as_uri())
+        page.wait_for_selector("[data-testid=lvx-step] .main-svg", timeout=30_000)
+        assert_trace_values(page, trace, 2, layer=1)
+        page.keyboard.press("ArrowRight")
+        assert_trace_values(page, trace, 3, layer=1)
+        page.get_by_role("button", name="Prev").click()
+        assert_trace_values(page, trace, 2, layer=1)
+        assert page.title() == "<script>alert('title')</script>"  # shown as text, never run
+        assert "<img src=x" in page.locator("[data-testid=lvx-readout]").inner_text()
+        assert not dialogs and not requests, (dialogs, requests)
+        screenshot(page, "browser-explorer-offline.png")
+    finally:
+        context.close()

@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from app_support import APP, VIEW, assert_clean, link, open_tab, rendered, start
-from figure_data import chart, decode_array, step_z
+from app_support import APP, VIEW, assert_clean, link, open_tab, rendered, report, start
+from figure_data import chart, decode_array, explorer_focus, explorer_window, step_z
 from plotly.utils import PlotlyJSONEncoder
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
@@ -38,8 +38,8 @@ def saved(obj) -> bytes:
 
 
 def set_view(at: AppTest, t: int, layer: int, direction: int, unit: int) -> AppTest:
-    """Choose a view through its widgets, one rerun each, as a user would."""
-    at.slider(key="timestep").set_value(t).run()
+    """Choose a view as a user would: t by stepping in the explorer (its report), the rest through widgets."""
+    report(at, t=t)
     at.selectbox(key="layer").set_value(layer).run()
     at.selectbox(key="direction").set_value(direction).run()
     at.number_input(key="unit").set_value(unit).run()
@@ -50,10 +50,11 @@ def set_view(at: AppTest, t: int, layer: int, direction: int, unit: int) -> AppT
 def test_a_tab_round_trip_keeps_t_layer_direction_and_unit():
     at = set_view(start(**DEEP), t=4, layer=1, direction=1, unit=3)
     open_tab(at, "shapes")
-    assert not at.get("plotly_chart") and not at.slider  # the step view's widgets were not drawn in that run
+    assert not at.get("bidi_component")  # the step view was not drawn in that run
+    assert "layer" not in [s.key for s in at.selectbox]
     open_tab(at, "step")
     assert_clean(at)
-    assert at.slider(key="timestep").value == 4
+    assert explorer_focus(at)["t"] == 4
     assert at.selectbox(key="layer").value == 1
     assert at.selectbox(key="direction").value == 1
     assert at.number_input(key="unit").value == 3
@@ -169,15 +170,8 @@ def test_reverse_direction_equations_use_the_state_from_t_plus_1():
     c_line = next(line for line in latex if line.startswith("c_t[2]"))
     c_next = trace.c[0, 1, 4, 0, 2].item()  # the reverse step at t=3 starts from c at t=4
     assert f"{c_next:.4f}".lstrip("-") in c_line
-    assert any("reverse" in rendered(m.value) for m in at.markdown)
-
-
-def test_play_steps_in_the_directions_processing_order():
-    at = start(bidirectional=True, direction=1, timestep=3)
-    at.button(key="play").click().run()
-    assert_clean(at)
-    assert at.session_state[VIEW].timestep < 3  # the reverse direction runs from the end
-    at.button(key="play").click().run()  # pause
+    assert any("reverse" in c.value for c in at.caption)
+    assert explorer_window(at)[0]["direction_name"] == "reverse"
 
 
 def test_a_link_made_on_uploaded_weights_says_so_instead_of_showing_other_weights():
@@ -190,7 +184,7 @@ def test_a_link_made_on_uploaded_weights_says_so_instead_of_showing_other_weight
     assert_clean(reopened)
     words = " ".join(rendered(w.value) for w in reopened.warning)
     assert "model.pt" in words and "nn.LSTM(3, 16, num_layers=2)" in words and "upload" in words
-    assert not reopened.get("plotly_chart")  # no heatmaps of random weights
+    assert not reopened.get("bidi_component")  # no heatmaps of random weights
     assert not any("parity" in m.value for m in reopened.markdown)
     assert reopened.number_input(key="hidden_size").value == 16  # the sizes the link names
 
@@ -231,7 +225,7 @@ def test_the_parity_badge_turns_red_when_the_recorded_gates_are_corrupted(monkey
 def test_a_link_made_after_training_asks_to_train_and_training_reproduces_the_view():
     at = start(model_source="toy task", task="memory", seed=3)
     at.button(key="train_task").click().run()
-    at.slider(key="timestep").set_value(7).run()
+    report(at, t=7)
     assert_clean(at)
     assert link(at)["trained"] == "true"
     reopened = AppTest.from_file(APP, default_timeout=180)
@@ -239,7 +233,7 @@ def test_a_link_made_after_training_asks_to_train_and_training_reproduces_the_vi
     reopened.run()
     assert_clean(reopened)
     assert any("press Train" in rendered(w.value) for w in reopened.warning)
-    assert not reopened.get("plotly_chart")  # not the untrained weights in their place
+    assert not reopened.get("bidi_component")  # not the untrained weights in their place
     reopened.button(key="train_task").click().run()
     assert_clean(reopened)
     for q in DISPLAY_ORDER:  # training is seeded: the same weights, so the same gates at the same step

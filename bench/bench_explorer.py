@@ -1,0 +1,225 @@
+"""Stepping in the page: the time explorer's key press → repainted heatmaps, against the old slider step.
+
+    PYTHONPATH=.:tests python3 bench/bench_explorer.py [--steps 25] [--old-steps 15] [--skip-long] [--no-baseline]
+
+In headless Chromium (tests/browser_support.py), per config:
+- baseline: commit d54318c's app (exported with git archive, run from its own tree with its own
+  tests/browser_support.py): focus the Streamlit timestep slider, press ArrowRight, time until the step figure's
+  annotation ends with the new t (Python clock, polled every 10 ms), as that commit's bench/bench_browser.py did;
+- new, in the page: performance.now(), a keydown dispatched on document.body, then the next painted frame
+  (requestAnimationFrame, then setTimeout 0); each step checks dataset.t and the heatmaps' hover text moved;
+- new, real keys: page.keyboard.press, timed in the page from the event's timeStamp to the next painted frame,
+  and from Python (press → the page shows the new t, polled every frame), as the baseline is timed;
+- websocket frames the page sends (CDP Network.webSocketFrameSent) while stepping 20 times, 50 ms apart, and in
+  the 2 s after (the debounced report);
+- first draw, from timestamps taken in the page (0 = navigation start).
+Arrow keys sweep back and forth when a short sequence runs out of steps. Medians; never a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from browser_support import launch_browser, streamlit_server  # noqa: E402
+
+BASELINE = "d54318c"  # the last commit whose step tab was a Streamlit slider
+CONFIGS = {
+    "default (T=12, B=2, H=8, L=1)": "",
+    "T=256, B=8, H=256, L=2": "seq_len=256&batch_size=8&hidden_size=256&num_layers=2",
+    "T=100,000, B=1, H=256, L=2": "seq_len=100000&batch_size=1&hidden_size=256&num_layers=2&input_size=8",
+}
+LOAD_TIMEOUT_MS = 180_000
+
+# Run in the exported old tree (cwd), with its own helpers: the old bench_browser.measure, minus its URL quirk.
+OLD_STEPS = r"""
+import json, sys, time
+sys.path[:0] = ["tests", "bench"]
+from playwright.sync_api import sync_playwright
+from bench_browser import SHOWS_STEP
+from browser_support import launch_browser, streamlit_server, timestep_slider, wait_for_app
+query, steps = sys.argv[1], int(sys.argv[2])
+with streamlit_server(query="?" + query if query else "") as url, sync_playwright() as pw:
+    page = launch_browser(pw).new_page(viewport={"width": 1400, "height": 1800})
+    page.goto(url)
+    wait_for_app(page, timeout_ms=180_000)
+    slider = timestep_slider(page)
+    times = []
+    for t in range(1, min(steps, int(slider.get_attribute("max"))) + 1):
+        slider.focus()
+        start = time.perf_counter()
+        slider.press("ArrowRight")
+        page.wait_for_function(SHOWS_STEP, arg=t, polling=10, timeout=30_000)
+        times.append(time.perf_counter() - start)
+print(json.dumps(times))
+"""
+
+# Page timestamps of the first load: script running / finished, the explorer's element, its first draw.
+MILESTONES_JS = """
+window.__lvxBench = {};
+const watch = new MutationObserver(() => {
+  const m = window.__lvxBench, now = performance.now();
+  const state = document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state');
+  if (state === 'running') m.running ??= now;
+  if (m.running !== undefined && state === 'notRunning') m.finished ??= now;
+  if (document.querySelector('.st-key-explorer')) m.element ??= now;
+  if (document.querySelector('[data-testid=lvx-step] .main-svg')) m.drawn ??= now;
+  if (m.finished !== undefined && m.drawn !== undefined) watch.disconnect();
+});
+watch.observe(document, {childList: true, subtree: true, attributes: true,
+                         attributeFilter: ['data-test-script-state']});
+"""
+# Shared by the page scripts below: the next key of a sweep, and whether the page shows step t.
+HELPERS_JS = """
+const root = document.querySelector('[data-testid=lvx]'), plot = root.querySelector('[data-testid=lvx-step]');
+const last = Number(root.querySelector('input[type=range]').max);
+const nextKey = () => {  // ArrowRight, turning to ArrowLeft at the last step and back at the first
+  const t = Number(root.dataset.t);
+  let dir = window.__lvxDir || 1;
+  if (t + dir < 0 || t + dir > last) dir = -dir;
+  window.__lvxDir = dir;
+  return [dir > 0 ? 'ArrowRight' : 'ArrowLeft', t + dir];
+};
+const shows = (t) => Number(root.dataset.t) === t && plot.data.every((q) => q.hovertemplate.includes(`t=${t} (`));
+const frame = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+const press = (key) => document.body.dispatchEvent(new KeyboardEvent('keydown', {key, bubbles: true}));
+"""
+DISPATCH_JS = "async ([n, gapMs]) => {" + HELPERS_JS + """
+  const times = [];
+  for (let k = 0; k < n; k++) {
+    const [key, t] = nextKey(), start = performance.now();
+    press(key);
+    await frame();
+    times.push(performance.now() - start);
+    if (!shows(t)) throw new Error(`the page did not step to t=${t}`);
+    if (gapMs) await new Promise((resolve) => setTimeout(resolve, gapMs));
+  }
+  return times;
+}"""
+NEXT_KEY_JS = "() => {" + HELPERS_JS + " return nextKey(); }"
+SHOWS_JS = "(t) => {" + HELPERS_JS + " return shows(t); }"
+ARM_JS = """() => { document.activeElement?.blur();
+  window.__lvxPress = new Promise((resolve) => window.addEventListener('keydown', (event) => {
+    const start = event.timeStamp;
+    requestAnimationFrame(() => setTimeout(() => resolve(performance.now() - start), 0));
+  }, {capture: true, once: true})); }"""
+
+
+def old_slider(tree: Path, query: str, steps: int) -> list[float]:
+    """Seconds per slider step of the old app, run from its own tree (its .streamlit config, its helpers)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", OLD_STEPS, query, str(steps)], cwd=tree, env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out.splitlines()[-1])
+
+
+def settle(page, frames: list, quiet_s: float = 1.0) -> None:
+    """Until the script is idle and the page has sent nothing for quiet_s (a pending report has gone out)."""
+    while True:
+        before = len(frames)
+        page.wait_for_timeout(1000 * quiet_s)
+        idle = page.evaluate("document.querySelector('[data-testid=stApp]')"
+                             ".getAttribute('data-test-script-state') === 'notRunning'")
+        if idle and len(frames) == before:
+            return
+
+
+def explorer(query: str, steps: int) -> dict:
+    """The new app at one config: first draw, dispatched and real key steps, websocket frames per step."""
+    from playwright.sync_api import sync_playwright
+
+    with streamlit_server(query="?" + query if query else "") as url, sync_playwright() as pw:
+        page = launch_browser(pw).new_page(viewport={"width": 1400, "height": 1800})
+        page.add_init_script(MILESTONES_JS)
+        frames = []
+        cdp = page.context.new_cdp_session(page)
+        cdp.on("Network.webSocketFrameSent", lambda event: frames.append(event))
+        cdp.send("Network.enable")
+        page.goto(url)
+        page.wait_for_function("() => (({drawn, finished}) => drawn !== undefined && finished !== undefined)"
+                               "(window.__lvxBench)", timeout=LOAD_TIMEOUT_MS, polling=100)
+        first = page.evaluate("window.__lvxBench")
+        settle(page, frames)
+        dispatched = [s / 1e3 for s in page.evaluate(DISPATCH_JS, [steps, 0])]
+        settle(page, frames)
+        in_page, from_python = [], []
+        for _ in range(steps):
+            key, t = page.evaluate(NEXT_KEY_JS)
+            page.evaluate(ARM_JS)
+            start = time.perf_counter()
+            page.keyboard.press(key)
+            page.wait_for_function(SHOWS_JS, arg=t, polling="raf", timeout=30_000)
+            from_python.append(time.perf_counter() - start)
+            in_page.append(page.evaluate("window.__lvxPress") / 1e3)
+        settle(page, frames)
+        sent = len(frames)
+        page.evaluate(DISPATCH_JS, [20, 50])
+        while_stepping = len(frames) - sent
+        page.wait_for_timeout(2000)
+        after = len(frames) - sent - while_stepping
+    return {"first": first, "dispatched": dispatched, "in_page": in_page, "from_python": from_python,
+            "frames_per_step": while_stepping / 20, "frames_after": after}
+
+
+def ms(times: list[float]) -> str:
+    """Median (p90) in ms, and the count."""
+    if not times:
+        return "–"
+    p90 = sorted(times)[int(0.9 * len(times))]
+    return f"{1e3 * statistics.median(times):.0f} ({1e3 * p90:.0f}) ×{len(times)}"
+
+
+def ratio(old: list[float], new: list[float]) -> str:
+    return f"{statistics.median(old) / statistics.median(new):.0f}×" if old and new else "–"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=25, help="explorer steps per measurement")
+    parser.add_argument("--old-steps", type=int, default=15, help="baseline slider steps (T=12 has 11)")
+    parser.add_argument("--skip-long", action="store_true", help="leave out T=100,000 (a ~20 s first run)")
+    parser.add_argument("--no-baseline", action="store_true", help=f"leave out commit {BASELINE}'s slider")
+    args = parser.parse_args()
+    configs = {name: q for name, q in CONFIGS.items() if not (args.skip_long and "100,000" in name)}
+    old = {}
+    if not args.no_baseline:
+        with tempfile.TemporaryDirectory(prefix="lstm-viz-baseline-") as tree:
+            subprocess.run(f"git -C {shlex.quote(str(ROOT))} archive {BASELINE} | tar -x -C {shlex.quote(tree)}",
+                           shell=True, check=True)
+            for name, query in configs.items():
+                if "100,000" not in name:  # the old app ran T=100,000 too, but its ~1 s steps are known
+                    old[name] = old_slider(Path(tree), query, args.old_steps)
+                    print(f"baseline {name}: {ms(old[name])} ms", flush=True)
+    new = {name: explorer(query, args.steps) for name, query in configs.items()}
+
+    print(f"\n# key press → repainted step heatmaps, ms: median (p90) ×steps; old = {BASELINE}'s slider")
+    print("| config | old slider → repaint | new, dispatched, in page | ratio | new, real key, in page "
+          "| new, real key, Python clock | ratio | ws frames per step | ws frames after stopping |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r in new.items():
+        before = old.get(name, [])
+        print(f"| {name} | {ms(before)} | {ms(r['dispatched'])} | {ratio(before, r['dispatched'])} "
+              f"| {ms(r['in_page'])} | {ms(r['from_python'])} | {ratio(before, r['from_python'])} "
+              f"| {r['frames_per_step']:g} | {r['frames_after']} |")
+    print("\n# first draw, ms from navigation start (page timestamps)")
+    print("| config | script finished | explorer element arrives | explorer drawn | element → drawn "
+          "| finished → drawn |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, r in new.items():
+        f = r["first"]
+        print(f"| {name} | {f['finished']:.0f} | {f['element']:.0f} | {f['drawn']:.0f} "
+              f"| {f['drawn'] - f['element']:.0f} | {f['drawn'] - f['finished']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,595 @@
+/* lstm-viz time explorer: steps through one layer-direction's trace in the page.
+ *
+ * window.LstmExplorer.mount(root, options) draws into `root` and returns a controller:
+ *   update(bytes)   a window payload (lstm_viz/explorer/payload.py: b"LVX1", header length, JSON header,
+ *                   float32 arrays); the same payload twice is a no-op
+ *   focus(unit)     the small unit payload: the view Python holds (t, unit, batch) and the inspected
+ *                   unit's gate terms (W x_t, W h_prev, bias) over the window
+ *   destroy()
+ * options.report(view, urgent) tells the host where the user is: {t, unit, batch}. It is called when stepping
+ * pauses (debounced), on a cell click, and at once when t needs the next window.
+ *
+ * Every number shown comes from the payloads; the page only indexes them. Labels from users (text
+ * characters, time labels) reach Plotly and the DOM escaped or as text nodes, never as markup.
+ */
+(function () {
+  "use strict";
+
+  const QUANTITIES = {
+    f: { words: "forget gate", symbol: "f<sub>t</sub>", axis: "coloraxis" },
+    i: { words: "input gate", symbol: "i<sub>t</sub>", axis: "coloraxis" },
+    o: { words: "output gate", symbol: "o<sub>t</sub>", axis: "coloraxis" },
+    g: { words: "candidate", symbol: "g<sub>t</sub> (C̃<sub>t</sub>)", axis: "coloraxis2" },
+    c: { words: "cell state", symbol: "C<sub>t</sub>", axis: "coloraxis3" },
+    h: { words: "hidden state", symbol: "h<sub>t</sub>", axis: "coloraxis2" },
+  };
+  const STEP_COLUMNS = [[0.0, 0.26], [0.32, 0.58], [0.64, 0.9]];
+  const SPEEDS = [1, 2, 4, 8, 16, 30]; // steps per second
+  const REPORT_AFTER_MS = 350; // Python learns t this long after the user stops stepping
+  const PLOT_CONFIG = { displaylogo: false, responsive: true };
+
+  // --- the payload -----------------------------------------------------------------------------------
+
+  function decode(bytes) {
+    const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+    const copy = u8.slice(); // own, aligned buffer: Streamlit's view may start at any byte offset
+    const view = new DataView(copy.buffer);
+    const magic = String.fromCharCode(copy[0], copy[1], copy[2], copy[3]);
+    if (magic !== "LVX1") throw new Error("not an lstm-viz explorer payload");
+    const n = view.getUint32(4, true);
+    const header = JSON.parse(new TextDecoder().decode(copy.subarray(8, 8 + n)));
+    const arrays = {};
+    for (const [name, spec] of Object.entries(header.arrays)) {
+      const count = spec.shape.reduce((a, b) => a * b, 1);
+      arrays[name] = new Float32Array(copy.buffer, 8 + n + spec.offset, count);
+    }
+    return { header, arrays };
+  }
+
+  function floats(base64) {
+    const raw = atob(base64);
+    const u8 = new Uint8Array(raw.length);
+    for (let k = 0; k < raw.length; k++) u8[k] = raw.charCodeAt(k);
+    return new Float32Array(u8.buffer);
+  }
+
+  /* [start, stop) holding t, at most `budget` steps, moving in half-window strides: figures.time_window. */
+  function timeWindow(seqLen, t, budget) {
+    const width = Math.max(1, Math.min(seqLen, budget));
+    const stride = Math.max(1, Math.floor(width / 2));
+    const start = Math.min(Math.max(0, Math.floor(t / stride) * stride - Math.floor(stride / 2)), seqLen - width);
+    return [start, start + width];
+  }
+
+  // Plotly reads a subset of HTML in titles, ticks and hover text: user strings go in with <, > and & escaped.
+  function escapeHtml(text) {
+    return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "text") node.textContent = v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v);
+    }
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  // --- colour: the figures' scales, for the cell diagram's nodes --------------------------------------
+
+  function parseColour(text) {
+    if (text.startsWith("#")) {
+      const v = parseInt(text.slice(1), 16);
+      return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
+    }
+    return text.replace(/[^\d,.]/g, "").split(",").slice(0, 3).map(Number);
+  }
+
+  function colourAt(scale, value, lo, hi) {
+    if (!Number.isFinite(value)) return "#ddd";
+    const u = Math.min(1, Math.max(0, (value - lo) / (hi - lo || 1)));
+    for (let k = 1; k < scale.length; k++) {
+      if (u <= scale[k][0]) {
+        const [u0, c0] = scale[k - 1], [u1, c1] = scale[k];
+        const w = (u - u0) / (u1 - u0 || 1), a = parseColour(c0), b = parseColour(c1);
+        return `rgb(${a.map((x, j) => Math.round(x + w * (b[j] - x))).join(",")})`;
+      }
+    }
+    return scale[scale.length - 1][1];
+  }
+
+  function inkFor(fill) {
+    const [r, g, b] = parseColour(fill.startsWith("rgb") || fill.startsWith("#") ? fill : "#ffffff");
+    return 0.299 * r + 0.587 * g + 0.114 * b > 150 ? "#111" : "#fff";
+  }
+
+  function fmt(value) {
+    return Number.isFinite(value) ? value.toFixed(4).replace("-", "−") : "—";
+  }
+
+  function sum(values) { // "a + b − c": each term's sign as the operator
+    return values.map((v, k) => (k === 0 ? fmt(v) : (v < 0 ? " − " : " + ") + fmt(Math.abs(v)))).join("");
+  }
+
+  // --- the explorer ----------------------------------------------------------------------------------------
+
+  class Explorer {
+    constructor(root, options) {
+      this.options = options || {};
+      this.root = root;
+      this.t = 0; this.unit = 0; this.batch = 0;
+      this.playing = false; this.speed = 4;
+      this.fromHost = null; this.reported = null; this.requestedStart = null;
+      this.terms = null; this.pendingFocus = null; this.displayWindow = null;
+      this.build();
+      this.onKey = (event) => this.key(event);
+      document.addEventListener("keydown", this.onKey);
+    }
+
+    build() {
+      const q = (text, handler, title) => el("button", { type: "button", class: "lvx-btn", title, onclick: handler,
+                                                         text });
+      this.firstBtn = q("« First", () => this.go(this.firstStep()), "first step in processing order (Home)");
+      this.prevBtn = q("◀ Prev", () => this.step(-1), "previous step in processing order (←)");
+      this.playBtn = q("▶ Play", () => this.togglePlay(), "play or pause (P)");
+      this.nextBtn = q("Next ▶", () => this.step(1), "next step in processing order (→)");
+      this.lastBtn = q("Last »", () => this.go(this.lastStep()), "last step in processing order (End)");
+      this.slider = el("input", { type: "range", min: 0, max: 0, value: 0, class: "lvx-slider",
+                                  "aria-label": "timestep t", oninput: () => this.go(Number(this.slider.value)) });
+      this.speedSelect = el("select", { class: "lvx-speed", "aria-label": "play speed",
+                                        onchange: () => { this.speed = Number(this.speedSelect.value); this.restartPlay(); } });
+      for (const s of SPEEDS) this.speedSelect.append(el("option", { value: s, text: `${s} steps/s` }));
+      this.speedSelect.value = String(this.speed);
+      this.readout = el("span", { class: "lvx-readout", "data-testid": "lvx-readout" });
+      this.where = el("div", { class: "lvx-where" });
+      this.stepDiv = el("div", { class: "lvx-step", "data-testid": "lvx-step" });
+      this.cellBox = el("div", { class: "lvx-cell", "data-testid": "lvx-cell" });
+      this.timeDiv = el("div", { class: "lvx-time", "data-testid": "lvx-time" });
+      const bar = el("div", { class: "lvx-bar" }, this.firstBtn, this.prevBtn, this.playBtn, this.nextBtn,
+                     this.lastBtn, this.slider, this.speedSelect);
+      this.box = el("div", { class: "lvx", "data-testid": "lvx" }, bar,
+                    el("div", { class: "lvx-line" }, this.readout, this.where),
+                    el("div", { class: "lvx-main" }, this.stepDiv, this.cellBox), this.timeDiv);
+      this.root.append(this.box);
+    }
+
+    // --- data in ---
+
+    update(bytes) {
+      const { header, arrays } = decode(bytes);
+      if (this.header && this.header.id === header.id) return false;
+      const first = !this.header;
+      const sameLayer = this.header && this.header.layer === header.layer &&
+        this.header.direction === header.direction && this.header.seq_len === header.seq_len;
+      this.header = header; this.arrays = arrays; this.requestedStart = null;
+      this.terms = null; this.displayWindow = null;
+      if (!sameLayer && !first) this.fromHost = null;
+      this.t = Math.min(Math.max(this.t, header.start), header.stop - 1);
+      this.unit = Math.min(this.unit, header.hidden - 1);
+      this.batch = Math.min(this.batch, header.batch - 1);
+      this.slider.max = String(header.seq_len - 1);
+      if (this.pendingFocus) { const pending = this.pendingFocus; this.pendingFocus = null; this.focus(pending); }
+      this.drawStep(true); this.drawTime(true); this.drawCell(); this.drawReadout();
+      return true;
+    }
+
+    focus(unitPayload) {
+      const p = typeof unitPayload === "string" ? JSON.parse(unitPayload) : unitPayload;
+      if (!p) return;
+      if (!this.header || p.window_id !== this.header.id) { this.pendingFocus = p; return; }
+      // Follow a value Python changed (a link, the sidebar), not one it merely echoes back from this page.
+      const changed = (name) => p[name] !== undefined && (!this.fromHost || p[name] !== this.fromHost[name]) &&
+        (!this.reported || p[name] !== this.reported[name]);
+      const unitBefore = this.unit, batchBefore = this.batch;
+      if (changed("t")) this.t = Math.min(Math.max(p.t, this.header.start), this.header.stop - 1);
+      if (changed("unit")) this.unit = Math.min(p.unit, this.header.hidden - 1);
+      if (changed("batch")) this.batch = Math.min(p.batch, this.header.batch - 1);
+      this.fromHost = { t: p.t, unit: p.unit, batch: p.batch };
+      this.terms = p.unit === this.unit && p.batch === this.batch && p.terms ? p : this.terms;
+      if (unitBefore !== this.unit) this.drawUnitBoxes();
+      this.drawStep(false);
+      if (batchBefore !== this.batch) this.drawTime(true); else this.drawTime(false);
+      this.drawCell(); this.drawReadout();
+    }
+
+    // --- stepping ---
+
+    firstStep() { return this.header.direction === 1 ? this.header.seq_len - 1 : 0; }
+    lastStep() { return this.header.direction === 1 ? 0 : this.header.seq_len - 1; }
+
+    step(delta) {
+      if (!this.header) return false;
+      const sign = this.header.direction === 1 ? -1 : 1; // "next" follows the direction's processing order
+      return this.go(this.t + sign * delta);
+    }
+
+    go(t) {
+      const h = this.header;
+      if (!h) return false;
+      t = Math.min(Math.max(Math.round(t), 0), h.seq_len - 1);
+      if (t === this.t) { this.slider.value = String(t); return false; }
+      const wanted = timeWindow(h.seq_len, t, h.window_steps);
+      if (wanted[0] !== h.start) this.requestWindow(t, wanted[0]);
+      if (t < h.start || t >= h.stop) { // outside the data in hand: wait at the edge for the next window
+        t = Math.min(Math.max(t, h.start), h.stop - 1);
+        if (t === this.t) { this.slider.value = String(t); return false; }
+      }
+      this.t = t;
+      this.drawStep(false); this.drawTime(false); this.drawCell(); this.drawReadout();
+      this.scheduleReport();
+      return true;
+    }
+
+    requestWindow(t, start) {
+      if (this.requestedStart === start || !this.options.report) return;
+      this.requestedStart = start;
+      this.report(true, t);
+    }
+
+    key(event) {
+      if (!this.header || event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
+      const target = event.target;
+      const editable = target && (target.isContentEditable ||
+        /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName) ||
+        (target.closest && target.closest("[role=slider],[role=tab],[role=combobox],[role=listbox],[role=menu]")));
+      if (editable) return;
+      const actions = { ArrowRight: () => this.step(1), ArrowLeft: () => this.step(-1),
+                        Home: () => this.go(this.firstStep()), End: () => this.go(this.lastStep()),
+                        p: () => this.togglePlay() };
+      const action = actions[event.key];
+      if (!action) return;
+      event.preventDefault();
+      action();
+    }
+
+    togglePlay() {
+      this.playing = !this.playing;
+      this.playBtn.textContent = this.playing ? "❚❚ Pause" : "▶ Play";
+      this.box.dataset.playing = String(this.playing);
+      if (this.playing && this.t === this.lastStep()) this.go(this.firstStep());
+      this.restartPlay();
+      if (!this.playing) this.report(false);
+    }
+
+    restartPlay() {
+      clearInterval(this.timer);
+      if (!this.playing) return;
+      this.timer = setInterval(() => {
+        if (this.t === this.lastStep()) { this.togglePlay(); return; }
+        this.step(1); // stalls (t stays) at a window edge until the next window arrives
+      }, 1000 / this.speed);
+    }
+
+    scheduleReport() {
+      clearTimeout(this.reportTimer);
+      if (this.playing || !this.options.report) return;
+      this.reportTimer = setTimeout(() => this.report(false), REPORT_AFTER_MS);
+    }
+
+    report(urgent, t) {
+      if (!this.options.report) return;
+      clearTimeout(this.reportTimer);
+      const view = { t: t === undefined ? this.t : t, unit: this.unit, batch: this.batch };
+      if (!urgent && this.reported && view.t === this.reported.t && view.unit === this.reported.unit &&
+          view.batch === this.reported.batch) return;
+      this.reported = view;
+      this.options.report(view, urgent);
+    }
+
+    select(unit, batch) {
+      if (unit === this.unit && batch === this.batch) return;
+      const batchChanged = batch !== this.batch;
+      this.unit = unit; this.batch = batch; this.terms = null;
+      this.drawUnitBoxes(); this.drawTime(batchChanged); this.drawCell(); this.drawReadout();
+      this.report(false);
+    }
+
+    // --- drawing ---
+
+    slice(name, t) {
+      const h = this.header, spec = h.arrays[name], [, B, width] = spec.shape;
+      const base = (t - h.start) * B * width, rows = [];
+      for (let b = 0; b < B; b++) rows.push(this.arrays[name].subarray(base + b * width, base + (b + 1) * width));
+      return rows;
+    }
+
+    hover(name, t) {
+      const h = this.header, q = QUANTITIES[name];
+      const label = h.labels[t - h.start];
+      const where = `layer ${h.layer}, ${h.direction_name}`;
+      return `${q.words} ${name}<br>t=${t} (${escapeHtml(label)})<br>batch %{y}<br>unit %{x}<br>` +
+        `value %{z:.7g}<br>${where}<extra></extra>`;
+    }
+
+    colourAxes(bars) {
+      const h = this.header, bound = h.c_bound;
+      const axes = {
+        coloraxis: { cmin: 0, cmax: 1, colorscale: h.scales.gate, title: "f, i, o<br>0..1" },
+        coloraxis2: { cmin: -1, cmax: 1, cmid: 0, colorscale: h.scales.diverging, title: "g, h<br>−1..1" },
+        coloraxis3: { cmin: -bound, cmax: bound, cmid: 0, colorscale: h.scales.diverging,
+                      title: `C: ±${bound.toPrecision(3)}<br>(from data)` },
+      };
+      const layout = {};
+      for (const [name, axis] of Object.entries(axes)) {
+        const { title, ...rest } = axis;
+        layout[name] = { ...rest, colorbar: { title: { text: title, side: "top" }, thickness: 12, yanchor: "middle",
+                                              ...bars[name] } };
+      }
+      return layout;
+    }
+
+    unitBoxes() {
+      const h = this.header, shapes = [];
+      h.order.forEach((name, k) => {
+        const axis = k === 0 ? "" : String(k + 1), width = name === "h" ? h.h_units : h.hidden;
+        if (this.unit >= width) return;
+        shapes.push({ type: "rect", xref: `x${axis}`, yref: `y${axis}`, x0: this.unit - 0.5, x1: this.unit + 0.5,
+                      y0: -0.5, y1: h.batch - 0.5, line: { color: h.marker, width: 2 },
+                      fillcolor: "rgba(0,0,0,0)" });
+      });
+      return shapes;
+    }
+
+    drawUnitBoxes() {
+      if (this.stepDiv.data) Plotly.relayout(this.stepDiv, { shapes: this.unitBoxes() });
+    }
+
+    drawStep(full) {
+      const h = this.header, t = this.t;
+      if (!full && this.stepDiv.data) { // stepping: only the six z arrays and their hover text change
+        Plotly.restyle(this.stepDiv, { z: h.order.map((name) => this.slice(name, t)),
+                                       hovertemplate: h.order.map((name) => this.hover(name, t)) });
+        return;
+      }
+      const data = [], layout = {}, annotations = [];
+      const tick = (n) => Math.max(1, Math.ceil(n / 10));
+      h.order.forEach((name, k) => {
+        const row = Math.floor(k / 3), col = k % 3, top = row === 0 ? 1.0 : 0.44;
+        const axis = k === 0 ? "" : String(k + 1), width = name === "h" ? h.h_units : h.hidden;
+        data.push({ type: "heatmap", z: this.slice(name, t), name, coloraxis: QUANTITIES[name].axis,
+                    hovertemplate: this.hover(name, t), xaxis: `x${axis}`, yaxis: `y${axis}` });
+        layout[`xaxis${axis}`] = { domain: STEP_COLUMNS[col], anchor: `y${axis}`, dtick: tick(width),
+                                   title: { text: row === 1 ? "unit" : "" }, fixedrange: true };
+        layout[`yaxis${axis}`] = { domain: [top - 0.34, top - 0.06], anchor: `x${axis}`, autorange: "reversed",
+                                   dtick: tick(h.batch), title: { text: col === 0 ? "batch" : "" },
+                                   fixedrange: true };
+        annotations.push({ text: `<b>${QUANTITIES[name].symbol}</b> ${QUANTITIES[name].words}`,
+                           x: STEP_COLUMNS[col][0], y: top, xref: "paper", yref: "paper", xanchor: "left",
+                           yanchor: "top", showarrow: false, font: { size: 13 } });
+      });
+      Object.assign(layout, this.colourAxes({ coloraxis: { x: 0.93, y: 0.78, len: 0.4 },
+                                              coloraxis2: { x: 0.93, y: 0.22, len: 0.4 },
+                                              coloraxis3: { x: 1.02, y: 0.22, len: 0.4 } }));
+      Object.assign(layout, { annotations, shapes: this.unitBoxes(), height: 2 * (90 + 20 * Math.min(h.batch, 16)) + 60,
+                              margin: { l: 50, r: 10, t: 10, b: 40 }, uirevision: h.id });
+      Plotly.react(this.stepDiv, data, layout, PLOT_CONFIG);
+      if (!this.stepDiv.__lvxClick) {
+        this.stepDiv.__lvxClick = true;
+        this.stepDiv.on("plotly_click", (event) => {
+          const point = event.points && event.points[0];
+          if (point) this.select(Number(point.x), Number(point.y));
+        });
+      }
+    }
+
+    // The over-time figure: the layer's input, its six quantities and its output as rows × time, the readout
+    // (target, prediction) below, over a display window around t; t is marked by a shape, moved on each step.
+    drawTime(full) {
+      const h = this.header, t = this.t;
+      const budget = Math.max(1, Math.floor(h.over_time_values / (6 * h.hidden)));
+      let [start, stop] = timeWindow(h.seq_len, t, budget);
+      start = Math.max(start, h.start); stop = Math.min(stop, h.stop);
+      const same = this.displayWindow && this.displayWindow[0] === start && this.displayWindow[1] === stop;
+      if (!full && same && this.timeDiv.data) {
+        Plotly.relayout(this.timeDiv, { "shapes[0].x0": t - 0.5, "shapes[0].x1": t + 0.5 });
+        return;
+      }
+      this.displayWindow = [start, stop];
+      const rows = this.timeRows(start, stop);
+      const n = rows.length, gap = 0.025, weights = rows.map((r) => r.weight);
+      const total = weights.reduce((a, b) => a + b, 0), usable = 1 - gap * (n - 1);
+      const data = [], layout = {}, annotations = [];
+      let top = 1;
+      rows.forEach((row, k) => {
+        const axis = k === 0 ? "" : String(k + 1), height = usable * row.weight / total;
+        for (const trace of row.traces) data.push({ ...trace, xaxis: "x", yaxis: `y${axis}` });
+        layout[`yaxis${axis}`] = { domain: [Math.max(0, top - height), top], anchor: "x", fixedrange: true,
+                                   title: { text: row.axisTitle, font: { size: 11 } }, ...(row.yaxis || {}) };
+        annotations.push({ text: row.title, x: 0, y: top, xref: "paper", yref: "paper", xanchor: "left",
+                           yanchor: "bottom", showarrow: false, font: { size: 12 } });
+        top -= height + gap;
+      });
+      const xaxis = { title: { text: "time step t" }, anchor: `y${n}`, range: [start - 0.5, stop - 0.5],
+                      autorange: false, fixedrange: true };
+      if (stop - start <= 64) {
+        xaxis.tickvals = []; xaxis.ticktext = [];
+        for (let s = start; s < stop; s++) { xaxis.tickvals.push(s); xaxis.ticktext.push(escapeHtml(h.labels[s - h.start])); }
+      }
+      const windowNote = stop - start === h.seq_len ? "" : ` · steps ${start}–${stop - 1} of ${h.seq_len}`;
+      Object.assign(layout, this.colourAxes({ coloraxis: { x: 1.01, y: 0.72, len: 0.3 },
+                                              coloraxis2: { x: 1.01, y: 0.38, len: 0.3 },
+                                              coloraxis3: { x: 1.09, y: 0.38, len: 0.3 } }));
+      Object.assign(layout, {
+        xaxis, annotations, height: 70 * total + 90, margin: { l: 60, r: 10, t: 40, b: 40 }, showlegend: rows.some((r) => r.legend),
+        legend: { orientation: "h", x: 1, xanchor: "right", y: 1.0, yanchor: "bottom" },
+        title: { text: `over time · layer ${h.layer} · ${h.direction_name} · batch ${this.batch}${windowNote}`,
+                 font: { size: 14 } },
+        shapes: [{ type: "rect", xref: "x", yref: "paper", x0: t - 0.5, x1: t + 0.5, y0: 0, y1: 1,
+                   line: { color: h.marker, width: 2 }, fillcolor: "rgba(0,0,0,0)" }],
+        uirevision: h.id,
+      });
+      Plotly.react(this.timeDiv, data, layout, PLOT_CONFIG);
+    }
+
+    series(name, start, stop, feature) { // one feature of batch element `batch` over [start, stop)
+      const h = this.header, [, B, width] = h.arrays[name].shape, out = new Float32Array(stop - start);
+      for (let s = start; s < stop; s++) out[s - start] = this.arrays[name][((s - h.start) * B + this.batch) * width + feature];
+      return out;
+    }
+
+    matrix(name, start, stop) { // features × time of batch element `batch`
+      const width = this.header.arrays[name].shape[2], rows = [];
+      for (let u = 0; u < width; u++) rows.push(this.series(name, start, stop, u));
+      return rows;
+    }
+
+    timeRows(start, stop) {
+      const h = this.header, rows = [];
+      const steps = Array.from({ length: stop - start }, (_, k) => start + k);
+      const heat = (name, axis, label) => ({ type: "heatmap", z: this.matrix(name, start, stop), x0: start, dx: 1,
+                                              coloraxis: axis, name: label,
+                                              hovertemplate: `${label}<br>t=%{x}<br>batch ${this.batch}<br>row %{y}<br>value %{z:.7g}<extra></extra>` });
+      // the layer's input: lines for up to three features, else a heatmap (characters label a one-hot's rows)
+      const inputTitle = `<b>${escapeHtml(h.input_name)}</b>`;
+      if (h.input_size <= 3) {
+        rows.push({ weight: 1.2, title: inputTitle, axisTitle: "value", legend: false, traces:
+          Array.from({ length: h.input_size }, (_, k) => ({ type: "scatter", mode: "lines+markers", x: steps,
+            y: this.series("x", start, stop, k), name: `x[${k}]`, showlegend: false, marker: { size: 4 },
+            hovertemplate: `input feature ${k}<br>t=%{x}<br>value %{y:.7g}<extra></extra>` })) });
+      } else {
+        const trace = { ...heat("x", "coloraxis4", "input"), colorscale: h.scales.diverging, zmid: 0, showscale: false };
+        delete trace.coloraxis;
+        const yaxis = h.vocab ? { tickvals: h.vocab.map((_, k) => k), ticktext: h.vocab.map(escapeHtml),
+                                  autorange: "reversed" } : { autorange: "reversed" };
+        rows.push({ weight: Math.min(2, 0.8 + h.input_size / 16), title: inputTitle, axisTitle: h.vocab ? "char" : "feature",
+                    traces: [trace], yaxis });
+      }
+      for (const name of h.order) {
+        const q = QUANTITIES[name];
+        const title = `<b>${q.symbol}</b> ${q.words}` + (name === "h" && h.num_directions === 1 ? " = this layer's output" : "");
+        rows.push({ weight: 1, title, axisTitle: "unit", traces: [heat(name, q.axis, `${q.words} ${name}`)],
+                    yaxis: { autorange: "reversed" } });
+      }
+      if (h.arrays.out) {
+        rows.push({ weight: 1.2, title: "<b>output</b> of this layer (forward | reverse h)", axisTitle: "unit",
+                    traces: [heat("out", "coloraxis2", "layer output")], yaxis: { autorange: "reversed" } });
+      }
+      if (h.arrays.target) {
+        const traces = [{ type: "scatter", mode: "markers", x: steps, y: this.series("target", start, stop, 0),
+                          name: "target", marker: { color: "#2ca02c", size: 7, symbol: "x" },
+                          hovertemplate: "target<br>t=%{x}<br>%{y:.7g}<extra></extra>" }];
+        if (h.arrays.prediction) {
+          traces.push({ type: "scatter", mode: "lines", x: steps, y: this.series("prediction", start, stop, 0),
+                        name: "prediction", line: { color: "#d62728", width: 2 },
+                        hovertemplate: "prediction<br>t=%{x}<br>%{y:.7g}<extra></extra>" });
+        }
+        rows.push({ weight: 1.4, legend: true, axisTitle: "value", traces,
+                    title: `<b>the task</b>: target${h.arrays.prediction ? " and the trained model's prediction" : " (train to see a prediction)"}` });
+      }
+      return rows;
+    }
+
+    // --- the cell diagram and its numbers ---
+
+    value(name, t, unit) {
+      const h = this.header, [, B, width] = h.arrays[name].shape;
+      if (unit >= width) return NaN;
+      return this.arrays[name][((t - h.start) * B + this.batch) * width + unit];
+    }
+
+    previous(name, t, unit) { // h or c as step t saw it
+      const h = this.header, prev = h.direction === 1 ? t + 1 : t - 1;
+      if (prev >= h.start && prev < h.stop) return this.value(name, prev, unit);
+      const edge = h.arrays[`${name}_before`], width = edge.length / h.batch; // (B, ·): the state before the window
+      return unit < width ? edge[this.batch * width + unit] : NaN;
+    }
+
+    drawCell() {
+      const h = this.header, t = this.t, u = this.unit;
+      const rev = h.direction === 1, p = rev ? "t+1" : "t−1";
+      const v = { f: this.value("f", t, u), i: this.value("i", t, u), o: this.value("o", t, u),
+                  g: this.value("g", t, u), c: this.value("c", t, u), h: this.value("h", t, u),
+                  cPrev: this.previous("c", t, u), hPrev: this.previous("h", t, u) };
+      v.tanhC = Math.tanh(v.c);
+      const gate = h.scales.gate, div = h.scales.diverging, bound = h.c_bound;
+      const fill = { f: colourAt(gate, v.f, 0, 1), i: colourAt(gate, v.i, 0, 1), o: colourAt(gate, v.o, 0, 1),
+                     g: colourAt(div, v.g, -1, 1), h: colourAt(div, v.h, -1, 1), hPrev: colourAt(div, v.hPrev, -1, 1),
+                     c: colourAt(div, v.c, -bound, bound), cPrev: colourAt(div, v.cPrev, -bound, bound),
+                     tanhC: colourAt(div, v.tanhC, -1, 1) };
+      const node = (key, x, y, label, value, shape) => {
+        const w = shape === "circle" ? 0 : 78;
+        const body = shape === "circle"
+          ? `<circle cx="${x}" cy="${y}" r="26" fill="${fill[key]}" stroke="#333"/>`
+          : `<rect x="${x - w / 2}" y="${y - 22}" width="${w}" height="44" rx="6" fill="${fill[key]}" stroke="#333"/>`;
+        const ink = inkFor(fill[key]);
+        return `<g class="lvx-node" data-node="${key}">${body}<text x="${x}" y="${y - 4}" fill="${ink}" ` +
+          `text-anchor="middle" font-size="12">${label}</text><text x="${x}" y="${y + 12}" fill="${ink}" ` +
+          `text-anchor="middle" font-size="12" data-value="${key}">${fmt(value)}</text></g>`;
+      };
+      const op = (x, y, symbol) => `<circle cx="${x}" cy="${y}" r="11" fill="#fff" stroke="#333"/>` +
+        `<text x="${x}" y="${y + 5}" text-anchor="middle" font-size="15">${symbol}</text>`;
+      const line = (d) => `<path d="${d}" fill="none" stroke="#777" stroke-width="1.6" marker-end="url(#lvx-arrow)"/>`;
+      const wire = (d) => `<path d="${d}" fill="none" stroke="#777" stroke-width="1.6"/>`;
+      const svg = `<svg viewBox="0 0 560 340" class="lvx-svg" role="img" aria-label="LSTM cell of unit ${u} at t=${t}">
+        <defs><marker id="lvx-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" markerHeight="6" orient="auto">
+        <path d="M0,0 L10,5 L0,10 z" fill="#777"/></marker></defs>
+        <rect x="100" y="28" width="400" height="244" rx="14" fill="#f7f7f7" stroke="#bbb"/>
+        ${line("M84,60 L178,60")} ${line("M202,60 L318,60")} ${line("M342,60 L480,60")}
+        ${line("M190,196 L190,72")} ${wire("M260,196 L260,140")} ${line("M260,140 L318,140")} ${line("M330,196 L330,152")}
+        ${line("M330,128 L330,72")} ${line("M470,60 L470,116")} ${line("M470,162 L470,209")} ${line("M426,222 L457,222")}
+        ${line("M470,234 L470,276")} ${wire("M84,290 L400,290")} ${line("M125,330 L125,292")}
+        ${line("M190,290 L190,250")} ${line("M260,290 L260,250")} ${line("M330,290 L330,250")} ${line("M400,290 L400,250")}
+        ${op(190, 60, "×")} ${op(330, 60, "+")} ${op(330, 140, "×")} ${op(470, 222, "×")}
+        ${node("cPrev", 45, 60, `c<tspan font-size="9" dy="3">${p}</tspan>`, v.cPrev)}
+        ${node("hPrev", 45, 290, `h<tspan font-size="9" dy="3">${p}</tspan>`, v.hPrev)}
+        <text x="134" y="328" font-size="12" fill="#333">x<tspan font-size="9" dy="3">t</tspan><tspan dy="-3"> with h</tspan><tspan font-size="9" dy="3">${p}</tspan><tspan dy="-3"> feeds every gate</tspan></text>
+        ${node("f", 190, 222, "f  σ", v.f, "circle")} ${node("i", 260, 222, "i  σ", v.i, "circle")}
+        ${node("g", 330, 222, "g  tanh", v.g, "circle")} ${node("o", 400, 222, "o  σ", v.o, "circle")}
+        ${node("tanhC", 470, 140, "tanh(c)", v.tanhC)}
+        ${node("c", 520, 60, "c<tspan font-size='9' dy='3'>t</tspan>", v.c)}
+        ${node("h", 470, 300, "h<tspan font-size='9' dy='3'>t</tspan>", v.h)}
+        <text x="300" y="18" text-anchor="middle" font-size="12" fill="#333">unit ${u} · batch ${this.batch} · t=${t}${rev ? " (reverse: reads t+1)" : ""}</text>
+      </svg>`;
+      this.cellBox.innerHTML = svg + `<div class="lvx-eq" data-testid="lvx-equations">${this.equations(v, p)}</div>`;
+    }
+
+    equations(v, p) {
+      const lines = [];
+      const T = this.terms && this.terms.terms;
+      const k = this.t - this.header.start;
+      for (const [name, fn] of [["f", "σ"], ["i", "σ"], ["g", "tanh"], ["o", "σ"]]) {
+        let split = "";
+        if (T && T[name]) {
+          const parts = T[name], input = floats(parts.input)[k], recurrent = floats(parts.recurrent)[k];
+          const z = input + recurrent + parts.bias;
+          split = ` = ${fn}(${sum([input, recurrent, parts.bias])}) = ${fn}(${fmt(z)})`;
+        }
+        lines.push(`<div>${name}<sub>t</sub> = ${fn}(W<sub>${name}</sub>x<sub>t</sub> + U<sub>${name}</sub>h<sub>${p}</sub> + b<sub>${name}</sub>)${split} = <b data-eq="${name}">${fmt(v[name])}</b></div>`);
+      }
+      lines.push(`<div>c<sub>t</sub> = f ⊙ c<sub>${p}</sub> + i ⊙ g = ${fmt(v.f)}·${fmt(v.cPrev)} + ${fmt(v.i)}·${fmt(v.g)} = <b data-eq="c">${fmt(v.c)}</b></div>`);
+      const projected = this.header.proj_size > 0;
+      lines.push(projected
+        ? `<div>h<sub>t</sub> = W<sub>hr</sub>(o ⊙ tanh(c<sub>t</sub>)); this unit's o ⊙ tanh(c<sub>t</sub>) = ${fmt(v.o * v.tanhC)}</div>`
+        : `<div>h<sub>t</sub> = o ⊙ tanh(c<sub>t</sub>) = ${fmt(v.o)}·${fmt(v.tanhC)} = <b data-eq="h">${fmt(v.h)}</b></div>`);
+      if (!T) lines.push(`<div class="lvx-note">The split into W x, U h and b arrives for the unit Python holds.</div>`);
+      return lines.join("");
+    }
+
+    drawReadout() {
+      const h = this.header, t = this.t, label = h.labels[t - h.start];
+      this.slider.value = String(t);
+      this.readout.textContent = `t = ${t} of 0–${h.seq_len - 1}` + (label !== String(t) ? ` · “${label}”` : "");
+      this.where.textContent = `layer ${h.layer} · ${h.direction_name}` +
+        (h.direction === 1 ? " (Next goes t → t−1: the order this direction reads)" : "") +
+        ` · unit ${this.unit} · batch ${this.batch}` +
+        (h.stop - h.start < h.seq_len ? ` · steps ${h.start}–${h.stop - 1} in the page` : "");
+      this.box.dataset.t = String(t);
+      this.box.dataset.unit = String(this.unit);
+      this.box.dataset.batch = String(this.batch);
+    }
+
+    destroy() {
+      clearInterval(this.timer); clearTimeout(this.reportTimer);
+      document.removeEventListener("keydown", this.onKey);
+      if (window.Plotly) { Plotly.purge(this.stepDiv); Plotly.purge(this.timeDiv); }
+      this.box.remove();
+    }
+  }
+
+  window.LstmExplorer = {
+    decode, timeWindow, escapeHtml,
+    mount(root, options) { return new Explorer(root, options); },
+  };
+})();
