@@ -12,21 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-import plotly.io as pio
-
-from . import analysis, export, figures
+from . import export
+from .explorer import to_html
 from .inputs import InputError, load_file
 from .loading import WeightsError, describe, load_lstm
-
-
-def report_html(trace, title: str) -> str:
-    """A self-contained page: the step figure at t=0, the over-time view, unit 0's lines and saturation."""
-    specs = [figures.step_spec(trace, 0), figures.over_time_spec(trace, 0), figures.unit_spec(trace, 0),
-             figures.saturation_spec(analysis.saturation(trace), 0.1, 0.9)]
-    parts = [pio.to_html(figures.figure(spec), full_html=False, include_plotlyjs=k == 0)
-             for k, spec in enumerate(specs)]
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
-            f"<h1>{title}</h1>{''.join(parts)}</body></html>")
 
 
 def trace_command(args) -> int:
@@ -51,8 +40,8 @@ def trace_command(args) -> int:
     export.save_npz(trace, args.out)
     say(f"wrote {args.out}")
     if args.html:
-        args.html.write_text(report_html(trace, f"lstm-viz: {args.weights.name} on {args.input.name}"),
-                             encoding="utf-8")
+        to_html(trace, args.html, labels=seq.labels, vocab=seq.vocab,
+                title=f"lstm-viz: {args.weights.name} on {args.input.name}")  # escaped there
         say(f"wrote {args.html}")
     return 0
 
@@ -65,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--prefix", default=None, help="which LSTM, when the file holds several (e.g. encoder.rnn.)")
     cmd.add_argument("--input", type=Path, required=True, help=".npy (T, F) / (T, B, F), or .csv")
     cmd.add_argument("--out", type=Path, required=True, help="the trace, .npz (lstm_viz.export.load_npz reads it)")
-    cmd.add_argument("--html", type=Path, default=None, help="also a self-contained HTML report")
+    cmd.add_argument("--html", type=Path, default=None, help="also the explorer (layer 0) as an offline HTML file")
     cmd.add_argument("--engine", default="auto", choices=["auto", "stepwise", "fused"])
     args = parser.parse_args(argv)
     return trace_command(args)

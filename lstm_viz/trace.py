@@ -142,6 +142,15 @@ class Trace:
             return unit_figure(self, unit, batch)
         return over_time_figure(self, t, layer, direction, batch)
 
+    def explore(self, layer: int = 0, direction: int = 0, t: int = 0, unit: int = 0, batch: int = 0,
+                labels: list[str] | None = None):
+        """The time explorer of one layer and direction: shown inline in Jupyter (offline: data and scripts
+        inlined), `.save("explorer.html")` for a file."""
+        from .explorer.html import Explored, to_html
+
+        return Explored(to_html(self, t=t, layer=layer, direction=direction, unit=unit, batch=batch,
+                                labels=labels))
+
     def to_numpy(self) -> dict[str, np.ndarray]:
         """Gates, states and outputs as numpy arrays (on the CPU), for plotting and export."""
         names = GATES + STATES + ("output", "h_n", "c_n", "h0", "c0")

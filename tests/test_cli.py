@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import re
+
 import numpy as np
 import torch
 
+import lstm_viz
 from lstm_viz.__main__ import main
+from lstm_viz.explorer import unpack
 from lstm_viz.export import load_npz
 from lstm_viz.loading import load_lstm
 
@@ -18,6 +23,7 @@ def test_cli_trace_equals_the_api(tmp_path):
     x = np.random.default_rng(0).standard_normal((9, 2, 3)).astype(np.float32)
     np.save(inputs, x)
     out, html = tmp_path / "trace.npz", tmp_path / "report.html"
+    weights = weights.rename(tmp_path / "m<img src=x onerror=alert(1)>.pt")  # a name must never become markup
     assert main(["trace", "--weights", str(weights), "--input", str(inputs), "--out", str(out),
                  "--html", str(html)]) == 0
     got = load_npz(out)
@@ -26,7 +32,19 @@ def test_cli_trace_equals_the_api(tmp_path):
         assert torch.equal(getattr(got, q), getattr(want, q)), q
     torch.testing.assert_close(got.output, lstm(torch.from_numpy(x))[0].detach(), rtol=0, atol=1e-6)
     page = html.read_text()
-    assert page.count("plotly-graph-div") >= 4 and "<html" in page
+    assert "<title>lstm-viz: m&lt;img src=x onerror=alert(1)&gt;.pt on x.npy</title>" in page
+    assert "<img src=x" not in page
+    header, arrays = unpack(base64.b64decode(re.search(r'atob\("([A-Za-z0-9+/=]+)"\)', page).group(1)))
+    np.testing.assert_array_equal(arrays["f"], want.f[0, 0].numpy())  # the explorer's data: layer 0, forward
+    assert (header["start"], header["stop"]) == (0, 9)
+
+
+def test_trace_explore_shows_inline_and_saves(tmp_path):
+    trace = lstm_viz.trace(torch.nn.LSTM(2, 3), torch.randn(5, 1, 2))
+    shown = trace.explore(layer=0, t=2)
+    assert shown._repr_html_().startswith("<iframe srcdoc=") and "<script>" not in shown._repr_html_()
+    assert shown.save(tmp_path / "e.html").read_text() == shown.html
+
 
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):

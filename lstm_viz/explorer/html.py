@@ -14,6 +14,22 @@ ASSETS = Path(__file__).parent / "assets"
 FILE_BUDGET = 32 * 2**20  # a file holds a larger window than a page: nobody can ask it for the next one
 
 
+class Explored:
+    """An explorer document that a notebook shows inline (an iframe of it: its scripts stay in their own
+    page) and that can be saved as a file."""
+
+    def __init__(self, document: str):
+        self.html = document
+
+    def _repr_html_(self) -> str:
+        return (f'<iframe srcdoc="{html.escape(self.html, quote=True)}" style="width: 100%; height: 1500px; '
+                'border: 0" sandbox="allow-scripts"></iframe>')
+
+    def save(self, path: str | Path) -> Path:
+        Path(path).write_text(self.html, encoding="utf-8")
+        return Path(path)
+
+
 def _plotly_js() -> str:
     from plotly.offline import get_plotlyjs  # the installed package's bundle, as plotly's own HTML export uses
 

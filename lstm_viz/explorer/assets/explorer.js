@@ -23,7 +23,7 @@
     c: { words: "cell state", symbol: "C<sub>t</sub>", axis: "coloraxis3" },
     h: { words: "hidden state", symbol: "h<sub>t</sub>", axis: "coloraxis2" },
   };
-  const STEP_COLUMNS = [[0.0, 0.26], [0.32, 0.58], [0.64, 0.9]];
+  const STEP_COLUMNS = [[0.0, 0.24], [0.3, 0.54], [0.6, 0.84]];
   const SPEEDS = [1, 2, 4, 8, 16, 30]; // steps per second
   const REPORT_AFTER_MS = 350; // Python learns t this long after the user stops stepping
   const PLOT_CONFIG = { displaylogo: false, responsive: true };
@@ -332,6 +332,8 @@
       return shapes;
     }
 
+    narrow() { return this.root.clientWidth > 0 && this.root.clientWidth < 600; }
+
     drawUnitBoxes() {
       if (this.stepDiv.data) Plotly.relayout(this.stepDiv, { shapes: this.unitBoxes() });
     }
@@ -344,26 +346,31 @@
         return;
       }
       const data = [], layout = {}, annotations = [];
-      const tick = (n) => Math.max(1, Math.ceil(n / 10));
+      const narrow = this.narrow(), perRow = narrow ? 2 : 3, rows = 6 / perRow;
+      const tick = (n) => Math.max(1, Math.ceil(n / (narrow ? 5 : 10)));
+      const columns = narrow ? [[0.0, 0.42], [0.52, 0.94]] : STEP_COLUMNS;
       h.order.forEach((name, k) => {
-        const row = Math.floor(k / 3), col = k % 3, top = row === 0 ? 1.0 : 0.44;
+        const row = Math.floor(k / perRow), col = k % perRow, top = 1 - row / rows;
         const axis = k === 0 ? "" : String(k + 1), width = name === "h" ? h.h_units : h.hidden;
         data.push({ type: "heatmap", z: this.slice(name, t), name, coloraxis: QUANTITIES[name].axis,
                     hovertemplate: this.hover(name, t), xaxis: `x${axis}`, yaxis: `y${axis}` });
-        layout[`xaxis${axis}`] = { domain: STEP_COLUMNS[col], anchor: `y${axis}`, dtick: tick(width),
-                                   title: { text: row === 1 ? "unit" : "" }, fixedrange: true };
-        layout[`yaxis${axis}`] = { domain: [top - 0.34, top - 0.06], anchor: `x${axis}`, autorange: "reversed",
+        layout[`xaxis${axis}`] = { domain: columns[col], anchor: `y${axis}`, dtick: tick(width),
+                                   title: { text: row === rows - 1 ? "unit" : "" }, fixedrange: true };
+        layout[`yaxis${axis}`] = { domain: [top - 1 / rows + 0.14 / rows, top - 0.12 / rows], anchor: `x${axis}`,
+                                   autorange: "reversed",
                                    dtick: tick(h.batch), title: { text: col === 0 ? "batch" : "" },
                                    fixedrange: true };
         annotations.push({ text: `<b>${QUANTITIES[name].symbol}</b> ${QUANTITIES[name].words}`,
-                           x: STEP_COLUMNS[col][0], y: top, xref: "paper", yref: "paper", xanchor: "left",
+                           x: columns[col][0], y: top, xref: "paper", yref: "paper", xanchor: "left",
                            yanchor: "top", showarrow: false, font: { size: 13 } });
       });
-      Object.assign(layout, this.colourAxes({ coloraxis: { x: 0.93, y: 0.78, len: 0.4 },
-                                              coloraxis2: { x: 0.93, y: 0.22, len: 0.4 },
-                                              coloraxis3: { x: 1.02, y: 0.22, len: 0.4 } }));
-      Object.assign(layout, { annotations, shapes: this.unitBoxes(), height: 2 * (90 + 20 * Math.min(h.batch, 16)) + 60,
-                              margin: { l: 50, r: 10, t: 10, b: 40 }, uirevision: h.id });
+      Object.assign(layout, this.colourAxes(narrow  // a bar per row on a phone: the rows are f i, o g, C h
+        ? { coloraxis: { x: 1.0, y: 0.84, len: 0.28 }, coloraxis2: { x: 1.0, y: 0.5, len: 0.28 },
+            coloraxis3: { x: 1.0, y: 0.16, len: 0.28 } }
+        : { coloraxis: { x: 0.87, y: 0.78, len: 0.4 }, coloraxis2: { x: 0.87, y: 0.22, len: 0.4 },
+            coloraxis3: { x: 1.0, y: 0.22, len: 0.4 } }));
+      Object.assign(layout, { annotations, shapes: this.unitBoxes(), height: rows * (90 + 20 * Math.min(h.batch, 16)) + 60,
+                              margin: { l: 50, r: 50, t: 10, b: 40 }, uirevision: h.id });
       Plotly.react(this.stepDiv, data, layout, PLOT_CONFIG);
       if (!this.stepDiv.__lvxClick) {
         this.stepDiv.__lvxClick = true;
@@ -411,6 +418,7 @@
       Object.assign(layout, this.colourAxes({ coloraxis: { x: 1.01, y: 0.72, len: 0.3 },
                                               coloraxis2: { x: 1.01, y: 0.38, len: 0.3 },
                                               coloraxis3: { x: 1.09, y: 0.38, len: 0.3 } }));
+      if (this.narrow()) for (const axis of ["coloraxis", "coloraxis2", "coloraxis3"]) layout[axis].showscale = false;
       Object.assign(layout, {
         xaxis, annotations, height: 70 * total + 90, margin: { l: 60, r: 10, t: 40, b: 40 }, showlegend: rows.some((r) => r.legend),
         legend: { orientation: "h", x: 1, xanchor: "right", y: 1.0, yanchor: "bottom" },
@@ -492,7 +500,7 @@
     previous(name, t, unit) { // h or c as step t saw it
       const h = this.header, prev = h.direction === 1 ? t + 1 : t - 1;
       if (prev >= h.start && prev < h.stop) return this.value(name, prev, unit);
-      const edge = h.arrays[`${name}_before`], width = edge.length / h.batch; // (B, ·): the state before the window
+      const edge = this.arrays[`${name}_before`], width = edge.length / h.batch; // (B, ·): the state before the window
       return unit < width ? edge[this.batch * width + unit] : NaN;
     }
 
