@@ -199,3 +199,16 @@ def read_charts(page) -> list[dict]:
 def explorer_state(page) -> dict | None:
     """The explorer as drawn: {"t", "unit", "batch", "z": {"f": rows, …, "h": rows}}, or None before it is."""
     return page.evaluate(READ_EXPLORER_JS)
+
+
+def click_cell(page, quantity: str, unit: int, batch: int) -> None:
+    """Click the step heatmap cell of (batch, unit) of one quantity, where Plotly draws it."""
+    index = list(STEP_KEYS).index(quantity)
+    x, y = page.evaluate("""([index, unit, batch]) => {
+        const plot = document.querySelector('[data-testid=lvx-step]');
+        const axis = index === 0 ? '' : String(index + 1);
+        const xa = plot._fullLayout['xaxis' + axis], ya = plot._fullLayout['yaxis' + axis];
+        const box = plot.getBoundingClientRect();
+        return [box.left + xa._offset + xa.l2p(unit), box.top + ya._offset + ya.l2p(batch)];
+    }""", [index, unit, batch])
+    page.mouse.click(x, y)

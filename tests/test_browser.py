@@ -16,6 +16,7 @@ from app_support import reference_trace
 from browser_support import (
     REPO_ROOT,
     STEP_KEYS,
+    click_cell,
     explorer_state,
     find_chromium,
     have_playwright,
@@ -134,19 +135,6 @@ def test_arrow_keys_step_in_the_page_with_the_traces_values_and_no_server_round_
     screenshot(page, "browser-explorer-keys.png")
 
 
-def click_cell(page, quantity: str, unit: int, batch: int) -> None:
-    """Click the step heatmap cell of (batch, unit) of one quantity, where Plotly draws it."""
-    index = list(STEP_KEYS).index(quantity)
-    x, y = page.evaluate("""([index, unit, batch]) => {
-        const plot = document.querySelector('[data-testid=lvx-step]');
-        const axis = index === 0 ? '' : String(index + 1);
-        const xa = plot._fullLayout['xaxis' + axis], ya = plot._fullLayout['yaxis' + axis];
-        const box = plot.getBoundingClientRect();
-        return [box.left + xa._offset + xa.l2p(unit), box.top + ya._offset + ya.l2p(batch)];
-    }""", [index, unit, batch])
-    page.mouse.click(x, y)
-
-
 def test_clicking_a_cell_inspects_that_unit_and_python_follows(server, page):
     page.goto(server)
     wait_for_app(page, t=0)
@@ -173,6 +161,20 @@ def test_clicking_a_cell_inspects_that_unit_and_python_follows(server, page):
     panel.wait_for()
     assert page.locator("[data-testid=stMarkdownContainer] .katex").count() >= 6
     screenshot(page, "browser-explorer-cell-click.png")
+
+
+def test_stepping_past_the_window_in_hand_brings_the_next_one(server, page):
+    config = AppConfig(seq_len=300, hidden_size=512, batch_size=8)  # ~98 kB a step: 85-step windows of 8 MB
+    page.goto(f"{server}/?seq_len=300&hidden_size=512&batch_size=8")
+    wait_for_app(page, t=0)
+    page.locator("h1").first.click()
+    page.keyboard.press("End")  # beyond the window: the page asks Python for the one holding t=299, then goes
+    page.wait_for_function("() => document.querySelector('[data-testid=lvx]').dataset.t === '299'",
+                           timeout=60_000)
+    trace = reference_trace(config)
+    assert_trace_values(page, trace, 299)
+    page.keyboard.press("ArrowLeft")
+    assert_trace_values(page, trace, 298)  # within the new window: no wait
 
 
 def test_play_advances_and_pause_stops(server, page):

@@ -166,7 +166,9 @@
       this.header = header; this.arrays = arrays; this.requestedStart = null;
       this.terms = null; this.displayWindow = null;
       if (!sameLayer && !first) this.fromHost = null;
-      this.t = Math.min(Math.max(this.t, header.start), header.stop - 1);
+      const wanted = this.pendingT != null && this.pendingT >= header.start && this.pendingT < header.stop;
+      this.t = Math.min(Math.max(wanted ? this.pendingT : this.t, header.start), header.stop - 1);
+      this.pendingT = null;
       this.unit = Math.min(this.unit, header.hidden - 1);
       this.batch = Math.min(this.batch, header.batch - 1);
       this.slider.max = String(header.seq_len - 1);
@@ -212,7 +214,9 @@
       if (t === this.t) { this.slider.value = String(t); return false; }
       const wanted = timeWindow(h.seq_len, t, h.window_steps);
       if (wanted[0] !== h.start) this.requestWindow(t, wanted[0]);
-      if (t < h.start || t >= h.stop) { // outside the data in hand: wait at the edge for the next window
+      this.pendingT = null;
+      if (t < h.start || t >= h.stop) { // outside the data in hand: wait at the edge, go on when it arrives
+        this.pendingT = t;
         t = Math.min(Math.max(t, h.start), h.stop - 1);
         if (t === this.t) { this.slider.value = String(t); return false; }
       }
