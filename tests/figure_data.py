@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import numpy as np
 
@@ -63,3 +64,10 @@ def step_z(at, name: str) -> np.ndarray:
     assert header["start"] <= t < header["stop"], f"t={t} outside the window {header['start']}..{header['stop']}"
     assert name in DISPLAY_ORDER
     return arrays[name][t - header["start"]]
+
+
+def explorer_html(document: str) -> tuple[dict, dict[str, np.ndarray], dict]:
+    """An exported explorer page's window payload (header, arrays) and unit payload, as its script reads them."""
+    header, arrays = unpack(base64.b64decode(re.search(r'atob\("([A-Za-z0-9+/=]+)"\)', document).group(1)))
+    focus = json.loads(re.search(r"explorer\.focus\((\{.*?\})\);", document).group(1))
+    return header, arrays, focus

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import re
-
 import numpy as np
 import torch
+from figure_data import explorer_html
 
 import lstm_viz
 from lstm_viz.__main__ import main
-from lstm_viz.explorer import unpack
 from lstm_viz.export import load_npz
 from lstm_viz.loading import load_lstm
 
@@ -34,7 +31,7 @@ def test_cli_trace_equals_the_api(tmp_path):
     page = html.read_text()
     assert "<title>lstm-viz: m&lt;img src=x onerror=alert(1)&gt;.pt on x.npy</title>" in page
     assert "<img src=x" not in page
-    header, arrays = unpack(base64.b64decode(re.search(r'atob\("([A-Za-z0-9+/=]+)"\)', page).group(1)))
+    header, arrays, _ = explorer_html(page)
     np.testing.assert_array_equal(arrays["f"], want.f[0, 0].numpy())  # the explorer's data: layer 0, forward
     assert (header["start"], header["stop"]) == (0, 9)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from app_support import APP, VIEW, assert_clean, link, open_tab, rendered, report, start
-from figure_data import chart, decode_array, explorer_focus, explorer_window, step_z
+from figure_data import chart, decode_array, explorer_focus, explorer_html, explorer_window, step_z
 from plotly.utils import PlotlyJSONEncoder
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
@@ -157,6 +157,11 @@ def test_exported_figures_follow_the_view(monkeypatch):
     np.testing.assert_allclose(decode_array(over_time["data"][0]["z"]), trace.f[1, 1, :, 2].T.numpy(), atol=1e-6)
     unit = json.loads(downloads["unit2_batch2.html"]())
     assert unit["layout"]["shapes"][0]["x0"] == 5  # step t marked
+    explorer = downloads["explorer_layer1_reverse.html"]()  # the offline explorer of the same layer and view
+    header, arrays, focus = explorer_html(explorer)
+    assert (header["layer"], header["direction"]) == (1, 1)
+    np.testing.assert_allclose(arrays["f"], trace.f[1, 1].numpy(), atol=1e-6)
+    assert (focus["t"], focus["unit"], focus["batch"]) == (5, 2, 2)
 
 
 def test_reverse_direction_equations_use_the_state_from_t_plus_1():
