@@ -109,6 +109,10 @@
     return Number.isFinite(value) ? value.toFixed(4).replace("-", "−") : "—";
   }
 
+  function factor(value) { // a negative factor in a product, parenthesised: 0.6·(−0.05)
+    return value < 0 ? `(${fmt(value)})` : fmt(value);
+  }
+
   function sum(values) { // "a + b − c": each term's sign as the operator
     return values.map((v, k) => (k === 0 ? fmt(v) : (v < 0 ? " − " : " + ") + fmt(Math.abs(v)))).join("");
   }
@@ -359,7 +363,7 @@
         data.push({ type: "heatmap", z: this.slice(name, t), name, coloraxis: QUANTITIES[name].axis,
                     hovertemplate: this.hover(name, t), xaxis: `x${axis}`, yaxis: `y${axis}` });
         layout[`xaxis${axis}`] = { domain: columns[col], anchor: `y${axis}`, dtick: tick(width),
-                                   title: { text: row === rows - 1 ? "unit" : "" }, fixedrange: true };
+                                   title: { text: row === rows - 1 ? "unit" : "" }, tickangle: 0, fixedrange: true };
         layout[`yaxis${axis}`] = { domain: [top - 1 / rows + 0.14 / rows, top - 0.12 / rows], anchor: `x${axis}`,
                                    autorange: "reversed",
                                    dtick: tick(h.batch), title: { text: col === 0 ? "batch" : "" },
@@ -368,13 +372,14 @@
                            x: columns[col][0], y: top, xref: "paper", yref: "paper", xanchor: "left",
                            yanchor: "top", showarrow: false, font: { size: 13 } });
       });
-      Object.assign(layout, this.colourAxes(narrow  // a bar per row on a phone: the rows are f i, o g, C h
-        ? { coloraxis: { x: 1.0, y: 0.84, len: 0.28 }, coloraxis2: { x: 1.0, y: 0.5, len: 0.28 },
-            coloraxis3: { x: 1.0, y: 0.16, len: 0.28 } }
+      const below = (x) => ({ orientation: "h", x, xanchor: "left", y: -0.1, yanchor: "top", len: 0.28 });
+      Object.assign(layout, this.colourAxes(narrow  // on a phone the three bars sit side by side below
+        ? { coloraxis: below(0), coloraxis2: below(0.36), coloraxis3: below(0.72) }
         : { coloraxis: { x: 0.87, y: 0.78, len: 0.4 }, coloraxis2: { x: 0.87, y: 0.22, len: 0.4 },
             coloraxis3: { x: 1.0, y: 0.22, len: 0.4 } }));
-      Object.assign(layout, { annotations, shapes: this.unitBoxes(), height: rows * (90 + 20 * Math.min(h.batch, 16)) + 60,
-                              margin: { l: 50, r: 50, t: 10, b: 40 }, uirevision: h.id });
+      Object.assign(layout, { annotations, shapes: this.unitBoxes(),
+                              height: rows * (90 + 20 * Math.min(h.batch, 16)) + (narrow ? 150 : 60),
+                              margin: { l: 50, r: narrow ? 10 : 50, t: 10, b: narrow ? 130 : 40 }, uirevision: h.id });
       Plotly.react(this.stepDiv, data, layout, PLOT_CONFIG);
       if (!this.stepDiv.__lvxClick) {
         this.stepDiv.__lvxClick = true;
@@ -424,7 +429,7 @@
                                               coloraxis3: { x: 1.09, y: 0.38, len: 0.3 } }));
       if (this.narrow()) for (const axis of ["coloraxis", "coloraxis2", "coloraxis3"]) layout[axis].showscale = false;
       Object.assign(layout, {
-        xaxis, annotations, height: 70 * total + 90, margin: { l: 60, r: 10, t: 40, b: 40 }, showlegend: rows.some((r) => r.legend),
+        xaxis, annotations, height: 70 * total + 110, margin: { l: 60, r: 10, t: 40, b: 70 }, showlegend: rows.some((r) => r.legend),
         legend: { orientation: "h", x: 1, xanchor: "right", y: 1.0, yanchor: "bottom" },
         title: { text: `over time · layer ${h.layer} · ${h.direction_name} · batch ${this.batch}${windowNote}`,
                  font: { size: 14 } },
@@ -436,7 +441,7 @@
     }
 
     series(name, start, stop, feature) { // one feature of batch element `batch` over [start, stop)
-      const h = this.header, [, B, width] = h.arrays[name].shape, out = new Float32Array(stop - start);
+      const h = this.header, [, B, width = 1] = h.arrays[name].shape, out = new Float32Array(stop - start);
       for (let s = start; s < stop; s++) out[s - start] = this.arrays[name][((s - h.start) * B + this.batch) * width + feature];
       return out;
     }
@@ -496,7 +501,7 @@
     // --- the cell diagram and its numbers ---
 
     value(name, t, unit) {
-      const h = this.header, [, B, width] = h.arrays[name].shape;
+      const h = this.header, [, B, width = 1] = h.arrays[name].shape;
       if (unit >= width) return NaN;
       return this.arrays[name][((t - h.start) * B + this.batch) * width + unit];
     }
@@ -521,14 +526,14 @@
                      c: colourAt(div, v.c, -bound, bound), cPrev: colourAt(div, v.cPrev, -bound, bound),
                      tanhC: colourAt(div, v.tanhC, -1, 1) };
       const node = (key, x, y, label, value, shape) => {
-        const w = shape === "circle" ? 0 : 78;
+        const w = shape === "circle" ? 0 : 82;
         const body = shape === "circle"
-          ? `<circle cx="${x}" cy="${y}" r="26" fill="${fill[key]}" stroke="#333"/>`
+          ? `<circle cx="${x}" cy="${y}" r="28" fill="${fill[key]}" stroke="#333"/>`
           : `<rect x="${x - w / 2}" y="${y - 22}" width="${w}" height="44" rx="6" fill="${fill[key]}" stroke="#333"/>`;
         const ink = inkFor(fill[key]);
         return `<g class="lvx-node" data-node="${key}">${body}<text x="${x}" y="${y - 4}" fill="${ink}" ` +
-          `text-anchor="middle" font-size="12">${label}</text><text x="${x}" y="${y + 12}" fill="${ink}" ` +
-          `text-anchor="middle" font-size="12" data-value="${key}">${fmt(value)}</text></g>`;
+          `text-anchor="middle" font-size="14">${label}</text><text x="${x}" y="${y + 14}" fill="${ink}" ` +
+          `text-anchor="middle" font-size="14" data-value="${key}">${fmt(value)}</text></g>`;
       };
       const op = (x, y, symbol) => `<circle cx="${x}" cy="${y}" r="11" fill="#fff" stroke="#333"/>` +
         `<text x="${x}" y="${y + 5}" text-anchor="middle" font-size="15">${symbol}</text>`;
@@ -538,7 +543,7 @@
         <defs><marker id="lvx-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" markerHeight="6" orient="auto">
         <path d="M0,0 L10,5 L0,10 z" fill="#777"/></marker></defs>
         <rect x="100" y="28" width="400" height="244" rx="14" fill="#f7f7f7" stroke="#bbb"/>
-        ${line("M84,60 L178,60")} ${line("M202,60 L318,60")} ${line("M342,60 L480,60")}
+        ${line("M84,60 L178,60")} ${line("M202,60 L318,60")} ${line("M342,60 L471,60")}
         ${line("M190,196 L190,72")} ${wire("M260,196 L260,140")} ${line("M260,140 L318,140")} ${line("M330,196 L330,152")}
         ${line("M330,128 L330,72")} ${line("M470,60 L470,116")} ${line("M470,162 L470,209")} ${line("M426,222 L457,222")}
         ${line("M470,234 L470,276")} ${wire("M84,290 L400,290")} ${line("M125,330 L125,292")}
@@ -550,7 +555,7 @@
         ${node("f", 190, 222, "f  σ", v.f, "circle")} ${node("i", 260, 222, "i  σ", v.i, "circle")}
         ${node("g", 330, 222, "g  tanh", v.g, "circle")} ${node("o", 400, 222, "o  σ", v.o, "circle")}
         ${node("tanhC", 470, 140, "tanh(c)", v.tanhC)}
-        ${node("c", 520, 60, "c<tspan font-size='9' dy='3'>t</tspan>", v.c)}
+        ${node("c", 514, 60, "c<tspan font-size='9' dy='3'>t</tspan>", v.c)}
         ${node("h", 470, 300, "h<tspan font-size='9' dy='3'>t</tspan>", v.h)}
         <text x="300" y="18" text-anchor="middle" font-size="12" fill="#333">unit ${u} · batch ${this.batch} · t=${t}${rev ? " (reverse: reads t+1)" : ""}</text>
       </svg>`;
@@ -570,11 +575,11 @@
         }
         lines.push(`<div>${name}<sub>t</sub> = ${fn}(W<sub>${name}</sub>x<sub>t</sub> + U<sub>${name}</sub>h<sub>${p}</sub> + b<sub>${name}</sub>)${split} = <b data-eq="${name}">${fmt(v[name])}</b></div>`);
       }
-      lines.push(`<div>c<sub>t</sub> = f ⊙ c<sub>${p}</sub> + i ⊙ g = ${fmt(v.f)}·${fmt(v.cPrev)} + ${fmt(v.i)}·${fmt(v.g)} = <b data-eq="c">${fmt(v.c)}</b></div>`);
+      lines.push(`<div>c<sub>t</sub> = f ⊙ c<sub>${p}</sub> + i ⊙ g = ${fmt(v.f)}·${factor(v.cPrev)} + ${fmt(v.i)}·${factor(v.g)} = <b data-eq="c">${fmt(v.c)}</b></div>`);
       const projected = this.header.proj_size > 0;
       lines.push(projected
         ? `<div>h<sub>t</sub> = W<sub>hr</sub>(o ⊙ tanh(c<sub>t</sub>)); this unit's o ⊙ tanh(c<sub>t</sub>) = ${fmt(v.o * v.tanhC)}</div>`
-        : `<div>h<sub>t</sub> = o ⊙ tanh(c<sub>t</sub>) = ${fmt(v.o)}·${fmt(v.tanhC)} = <b data-eq="h">${fmt(v.h)}</b></div>`);
+        : `<div>h<sub>t</sub> = o ⊙ tanh(c<sub>t</sub>) = ${fmt(v.o)}·${factor(v.tanhC)} = <b data-eq="h">${fmt(v.h)}</b></div>`);
       if (!T) lines.push(`<div class="lvx-note">The split into W x, U h and b arrives for the unit Python holds.</div>`);
       return lines.join("");
     }
