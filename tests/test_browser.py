@@ -26,6 +26,7 @@ from browser_support import (
     wait_for_app,
 )
 
+from lstm_viz import tasks
 from lstm_viz.explorer import to_html
 from lstm_viz.pipeline import AppConfig
 
@@ -236,6 +237,12 @@ def test_train_a_toy_task_then_see_target_and_prediction(server, page):
     page.wait_for_function(f"() => ({over_time})().includes('prediction')", timeout=60_000)
     trained = assert_step_heatmaps(page, 0)
     assert not np.array_equal(trained["f"], untrained["f"])  # training changed the gates
+    lines = page.evaluate("""() => Object.fromEntries(document.querySelector('[data-testid=lvx-time]').data
+        .filter((t) => t.name === 'target' || t.name === 'prediction').map((t) => [t.name, Array.from(t.y)]))""")
+    _, target = tasks.example_with_target("memory", seed=0)
+    assert lines["target"][-1] == pytest.approx(float(target[-1, 0]), abs=1e-6)  # the value to recall, at the end
+    assert np.isnan(lines["target"][:-1]).all()  # no target before the last step: gaps in the line
+    assert len(lines["prediction"]) == 25 and np.isfinite(lines["prediction"]).all()
     page.locator("h1").first.click()
     page.keyboard.press("End")
     assert_step_heatmaps(page, 24)
