@@ -16,6 +16,7 @@ from .session import SessionData
 from .view import LONG_TEXTS, Origin, Sources, View
 
 CONFIG, SOURCES, VIEW, ORIGIN, SESSION = "state.config", "state.sources", "state.view", "state.origin", "state.session"
+PAGE_SEQ = "state.page_seq"  # the number of the explorer's last report: echoed, so the page can tell an echo
 SIDEBAR_BEHIND = "state.sidebar_behind"  # the explorer chose a unit or batch element the sidebar does not show yet
 
 
@@ -66,8 +67,15 @@ def follow_page(reported: dict) -> None:
         return
     before = view()
     update(VIEW, timestep=max(0, t), unit=max(0, unit), batch_index=max(0, batch))
+    seq = reported.get("seq", 0)
+    st.session_state[PAGE_SEQ] = seq if isinstance(seq, int) else 0
     if (unit, batch) != (before.unit, before.batch_index):
         st.session_state[SIDEBAR_BEHIND] = True
+
+
+def page_seq() -> int:
+    """The number of the explorer's last report Python has stored (0 before any)."""
+    return st.session_state.get(PAGE_SEQ, 0)
 
 
 def sidebar_behind() -> bool:

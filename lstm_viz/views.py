@@ -62,7 +62,7 @@ def step_view(run, view: View, readout=None) -> None:
             trace, view.layer, view.direction, view.timestep, labels=run.seq.labels,
             vocab=run.seq.vocab, readout=readout))
     focus = unit_payload(trace, view.layer, view.direction, (start, stop), view.unit, view.batch_index,
-                         view.timestep, unpack_header(window)["id"])
+                         view.timestep, unpack_header(window)["id"], state.page_seq())
     explorer_component.mount(window, focus, state.follow_page)
     with st.expander(f"Equations at t = {view.timestep}, typeset", expanded=False):
         equation_panel(trace, view)

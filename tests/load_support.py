@@ -6,7 +6,7 @@ One Chromium, one Playwright browser context (so one Streamlit session) per simu
 one asyncio loop. Session k opens the app with its own config in the URL (`session_config(k)`: every session
 a different hidden_size, so a different heatmap width, and a different seed), waits until it is drawn, and
 once every session is drawn they all press Next until a shared deadline. After each press a session waits
-until the step figure shows the new t (the latency), then checks all six heatmaps at that t against the
+until the explorer shows the new t (the latency), then checks all six heatmaps at that t against the
 trace computed here, in the test process, for its own config: another session's data, a wrong shape, an
 exception or error box on the page, or a timeout is an error naming the session (a session stops at its
 first error). A thread samples the server's resident memory all along.
@@ -77,7 +77,7 @@ def expected_steps(config: AppConfig) -> dict[str, np.ndarray]:
     """What the app should draw for `config`: each quantity (f, i, o, g, c, h) of layer 0, forward,
     as (seq_len, batch, units) float32, computed here with lstm_viz like the app computes it."""
     trace = run(config, make_sequence(config, {})).trace  # the app's random input: {"distribution": "normal"}
-    return {key: trace.array(key)[0, 0].astype(np.float32) for key in STEP_KEYS.values()}
+    return {key: trace.array(key)[0, 0].astype(np.float32) for key in STEP_KEYS}
 
 
 @dataclass
@@ -234,8 +234,9 @@ class Session:
         """Press Next until `deadline` (time.monotonic()), and on until `min_steps` steps are done (First at the
         last step); each step timed and checked. Past `min_steps`, a step that would end after the deadline (if
         it took as long as the last one) is not started: the phase stays within its minute."""
-        next_button = self.page.get_by_role("button", name="Next")
-        first_button = self.page.get_by_role("button", name="First")
+        explorer = self.page.locator("[data-testid=lvx]")
+        next_button = explorer.get_by_role("button", name="Next ▶", exact=True)
+        first_button = explorer.get_by_role("button", name="« First", exact=True)
         while self.steps < min_steps or time.monotonic() + (self.latencies or [0.0])[-1] < deadline:
             want = (self.t + 1) % self.config.seq_len
             start = time.perf_counter()
@@ -252,7 +253,7 @@ class Session:
         try:
             await self.page.wait_for_function(STEP_READY_JS, arg=t, polling=POLL_MS, timeout=timeout_s * 1000)
         except PlaywrightTimeout:
-            raise SessionError(f"{what}: the step figure did not show t={t} within {timeout_s:g} s; "
+            raise SessionError(f"{what}: the explorer did not show t={t} within {timeout_s:g} s; "
                                f"{await self._describe()}") from None
 
     async def _describe(self) -> str:

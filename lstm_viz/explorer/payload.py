@@ -171,13 +171,14 @@ def unit_terms(trace: Trace, layer: int, direction: int, start: int, stop: int, 
 
 
 def unit_payload(trace: Trace, layer: int, direction: int, window: tuple[int, int], unit: int, batch: int,
-                 t: int, window_id: str) -> dict:
-    """The small JSON payload: the view Python holds (t, unit, batch) and the unit's terms over the window."""
+                 t: int, window_id: str, seq: int = 0) -> dict:
+    """The small JSON payload: the view Python holds (t, unit, batch), the number of the page's last report it
+    holds (`seq`: the page ignores a view older than its own), and the unit's terms over the window."""
     start, stop = window
     unit = min(unit, trace.config.hidden_size - 1)
     terms = unit_terms(trace, layer, direction, start, stop, unit, batch)
     return {
-        "window_id": window_id, "t": t, "unit": unit, "batch": batch,
+        "window_id": window_id, "t": t, "unit": unit, "batch": batch, "seq": seq,
         "terms": {gate: {"input": _f32_base64(parts["input"]), "recurrent": _f32_base64(parts["recurrent"]),
                          "bias": parts["bias"]} for gate, parts in terms.items()},
     }

@@ -126,6 +126,7 @@
       this.t = 0; this.unit = 0; this.batch = 0;
       this.playing = false; this.speed = 4;
       this.fromHost = null; this.reported = null; this.requestedStart = null;
+      this.sent = null; // reports sent to the host, numbered: its unit payload says which one it has seen last
       this.terms = null; this.pendingFocus = null; this.displayWindow = null;
       this.build();
       this.onKey = (event) => this.key(event);
@@ -185,9 +186,12 @@
       const p = typeof unitPayload === "string" ? JSON.parse(unitPayload) : unitPayload;
       if (!p) return;
       if (!this.header || p.window_id !== this.header.id) { this.pendingFocus = p; return; }
-      // Follow a value Python changed (a link, the sidebar), not one it merely echoes back from this page.
-      const changed = (name) => p[name] !== undefined && (!this.fromHost || p[name] !== this.fromHost[name]) &&
-        (!this.reported || p[name] !== this.reported[name]);
+      // Follow a value Python changed (a link, the sidebar), never one it echoes back from this page: while
+      // Python has not seen this page's latest report its view is older than the page's, so it is not applied.
+      const caughtUp = this.sent === null || (p.seq || 0) === this.sent;
+      if (this.sent === null) this.sent = p.seq || 0;
+      const base = this.reported || this.fromHost;
+      const changed = (name) => caughtUp && p[name] !== undefined && (!base || p[name] !== base[name]);
       const unitBefore = this.unit, batchBefore = this.batch;
       if (changed("t")) this.t = Math.min(Math.max(p.t, this.header.start), this.header.stop - 1);
       if (changed("unit")) this.unit = Math.min(p.unit, this.header.hidden - 1);
@@ -283,7 +287,8 @@
       if (!urgent && this.reported && view.t === this.reported.t && view.unit === this.reported.unit &&
           view.batch === this.reported.batch) return;
       this.reported = view;
-      this.options.report(view, urgent);
+      this.sent = (this.sent || 0) + 1;
+      this.options.report({ ...view, seq: this.sent }, urgent);
     }
 
     select(unit, batch) {
