@@ -174,6 +174,12 @@ def test_stepping_past_the_window_in_hand_brings_the_next_one(server, page):
                            timeout=60_000)
     trace = reference_trace(config)
     assert_trace_values(page, trace, 299)
+    # Every report the page sent on the way (the window request, then the pause) said 299, not the edge it
+    # waited at: once Python has them all, the page is still at 299.
+    page.wait_for_function("() => new URLSearchParams(location.search).get('timestep') === '299'", timeout=30_000)
+    wait_for_app(page, t=299)
+    page.wait_for_timeout(1000)
+    assert_trace_values(page, trace, 299)
     page.keyboard.press("ArrowLeft")
     assert_trace_values(page, trace, 298)  # within the new window: no wait
 

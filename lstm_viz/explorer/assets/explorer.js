@@ -283,7 +283,8 @@
     report(urgent, t) {
       if (!this.options.report) return;
       clearTimeout(this.reportTimer);
-      const view = { t: t === undefined ? this.t : t, unit: this.unit, batch: this.batch };
+      // Where the user is going: a step still waiting for its window counts, not the edge the page waits at.
+      const view = { t: t === undefined ? (this.pendingT ?? this.t) : t, unit: this.unit, batch: this.batch };
       if (!urgent && this.reported && view.t === this.reported.t && view.unit === this.reported.unit &&
           view.batch === this.reported.batch) return;
       this.reported = view;
