@@ -12,13 +12,18 @@ In headless Chromium (tests/browser_support.py), per config:
   and from Python (press → the page shows the new t, polled every frame), as the baseline is timed;
 - websocket frames the page sends (CDP Network.webSocketFrameSent) while stepping 20 times, 50 ms apart, and in
   the 2 s after (the debounced report);
+- where a dispatched step's time goes: the explorer's draw calls, wrapped and timed in the page;
 - first draw, from timestamps taken in the page (0 = navigation start).
-Arrow keys sweep back and forth when a short sequence runs out of steps. Medians; never a test.
+Every explorer step sweeps t over 0…30 (ArrowRight, then ArrowLeft back): inside the first data window and the
+first over-time display window, so no step waits for the server or redraws the over-time figure in full.
+T=100,000, H=256, L=2 is estimated at 2.0 GB, just over the app's default per-trace budget: both apps run with
+LSTM_VIZ_MAX_TRACE_GB=3 unless it is set. Medians; never a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shlex
@@ -82,8 +87,8 @@ watch.observe(document, {childList: true, subtree: true, attributes: true,
 # Shared by the page scripts below: the next key of a sweep, and whether the page shows step t.
 HELPERS_JS = """
 const root = document.querySelector('[data-testid=lvx]'), plot = root.querySelector('[data-testid=lvx-step]');
-const last = Number(root.querySelector('input[type=range]').max);
-const nextKey = () => {  // ArrowRight, turning to ArrowLeft at the last step and back at the first
+const last = Math.min(30, Number(root.querySelector('input[type=range]').max));  // inside the first windows
+const nextKey = () => {  // ArrowRight, turning to ArrowLeft at `last` and back at 0
   const t = Number(root.dataset.t);
   let dir = window.__lvxDir || 1;
   if (t + dir < 0 || t + dir > last) dir = -dir;
@@ -104,6 +109,28 @@ DISPATCH_JS = "async ([n, gapMs]) => {" + HELPERS_JS + """
     if (!shows(t)) throw new Error(`the page did not step to t=${t}`);
     if (gapMs) await new Promise((resolve) => setTimeout(resolve, gapMs));
   }
+  return times;
+}"""
+# Where a step's time goes: the explorer's four draw calls (wrapped for n steps, then restored), the whole handler.
+PROFILE_JS = "async (n) => {" + HELPERS_JS + """
+  const explorer = window.__lstmViz.explorer, times = {handler: []};
+  const draws = ['drawStep', 'drawTime', 'drawCell', 'drawReadout'];
+  for (const name of draws) {
+    const draw = explorer[name];
+    times[name] = [];
+    explorer[name] = function (...args) {
+      const start = performance.now(), result = draw.apply(this, args);
+      times[name].push(performance.now() - start);
+      return result;
+    };
+  }
+  for (let k = 0; k < n; k++) {
+    const start = performance.now();
+    press(nextKey()[0]);
+    times.handler.push(performance.now() - start);
+    await frame();
+  }
+  for (const name of draws) delete explorer[name];  // back to the prototype's
   return times;
 }"""
 NEXT_KEY_JS = "() => {" + HELPERS_JS + " return nextKey(); }"
@@ -148,9 +175,12 @@ def explorer(query: str, steps: int) -> dict:
         page.goto(url)
         page.wait_for_function("() => (({drawn, finished}) => drawn !== undefined && finished !== undefined)"
                                "(window.__lvxBench)", timeout=LOAD_TIMEOUT_MS, polling=100)
-        first = page.evaluate("window.__lvxBench")
+        first = page.evaluate("""({...window.__lvxBench, plotly: performance.getEntriesByType('resource')
+            .find((entry) => entry.name.endsWith('/plotly.min.js'))?.responseEnd})""")
         settle(page, frames)
         dispatched = [s / 1e3 for s in page.evaluate(DISPATCH_JS, [steps, 0])]
+        settle(page, frames)
+        profile = {name: [s / 1e3 for s in times] for name, times in page.evaluate(PROFILE_JS, steps).items()}
         settle(page, frames)
         in_page, from_python = [], []
         for _ in range(steps):
@@ -165,10 +195,12 @@ def explorer(query: str, steps: int) -> dict:
         sent = len(frames)
         page.evaluate(DISPATCH_JS, [20, 50])
         while_stepping = len(frames) - sent
+        for frame in frames[sent:]:  # none expected: say what went out (a rerun request starts with the URL)
+            print(f"  sent while stepping: {base64.b64decode(frame['response']['payloadData'])[:100]!r}")
         page.wait_for_timeout(2000)
         after = len(frames) - sent - while_stepping
-    return {"first": first, "dispatched": dispatched, "in_page": in_page, "from_python": from_python,
-            "frames_per_step": while_stepping / 20, "frames_after": after}
+    return {"first": first, "dispatched": dispatched, "profile": profile, "in_page": in_page,
+            "from_python": from_python, "frames_per_step": while_stepping / 20, "frames_after": after}
 
 
 def ms(times: list[float]) -> str:
@@ -180,7 +212,7 @@ def ms(times: list[float]) -> str:
 
 
 def ratio(old: list[float], new: list[float]) -> str:
-    return f"{statistics.median(old) / statistics.median(new):.0f}×" if old and new else "–"
+    return f"{statistics.median(old) / statistics.median(new):.1f}×" if old and new else "–"
 
 
 def main() -> None:
@@ -190,6 +222,7 @@ def main() -> None:
     parser.add_argument("--skip-long", action="store_true", help="leave out T=100,000 (a ~20 s first run)")
     parser.add_argument("--no-baseline", action="store_true", help=f"leave out commit {BASELINE}'s slider")
     args = parser.parse_args()
+    os.environ.setdefault("LSTM_VIZ_MAX_TRACE_GB", "3")
     configs = {name: q for name, q in CONFIGS.items() if not (args.skip_long and "100,000" in name)}
     old = {}
     if not args.no_baseline:
@@ -197,9 +230,8 @@ def main() -> None:
             subprocess.run(f"git -C {shlex.quote(str(ROOT))} archive {BASELINE} | tar -x -C {shlex.quote(tree)}",
                            shell=True, check=True)
             for name, query in configs.items():
-                if "100,000" not in name:  # the old app ran T=100,000 too, but its ~1 s steps are known
-                    old[name] = old_slider(Path(tree), query, args.old_steps)
-                    print(f"baseline {name}: {ms(old[name])} ms", flush=True)
+                old[name] = old_slider(Path(tree), query, args.old_steps)
+                print(f"baseline {name}: {ms(old[name])} ms", flush=True)
     new = {name: explorer(query, args.steps) for name, query in configs.items()}
 
     print(f"\n# key press → repainted step heatmaps, ms: median (p90) ×steps; old = {BASELINE}'s slider")
@@ -211,13 +243,21 @@ def main() -> None:
         print(f"| {name} | {ms(before)} | {ms(r['dispatched'])} | {ratio(before, r['dispatched'])} "
               f"| {ms(r['in_page'])} | {ms(r['from_python'])} | {ratio(before, r['from_python'])} "
               f"| {r['frames_per_step']:g} | {r['frames_after']} |")
-    print("\n# first draw, ms from navigation start (page timestamps)")
-    print("| config | script finished | explorer element arrives | explorer drawn | element → drawn "
-          "| finished → drawn |")
+    print("\n# where a dispatched step's time goes, ms: median (p90) ×steps; the rest is style, layout, paint")
+    print("| config | whole key handler | drawStep (6 heatmaps: restyle z) | drawTime (over-time marker) "
+          "| drawCell (SVG + equations) | drawReadout |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, r in new.items():
+        p = r["profile"]
+        print(f"| {name} | {ms(p['handler'])} | {ms(p['drawStep'])} | {ms(p['drawTime'])} | {ms(p['drawCell'])} "
+              f"| {ms(p['drawReadout'])} |")
+    print("\n# first draw, ms from navigation start (page timestamps)")
+    print("| config | explorer element arrives | script finished | plotly.min.js fetched | explorer drawn "
+          "| element → drawn | finished → drawn |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, r in new.items():
         f = r["first"]
-        print(f"| {name} | {f['finished']:.0f} | {f['element']:.0f} | {f['drawn']:.0f} "
+        print(f"| {name} | {f['element']:.0f} | {f['finished']:.0f} | {f.get('plotly') or 0:.0f} | {f['drawn']:.0f} "
               f"| {f['drawn'] - f['element']:.0f} | {f['drawn'] - f['finished']:.0f} |")
 
 

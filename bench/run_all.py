@@ -18,7 +18,7 @@ def main() -> None:
     extra = sys.argv[1:]
     runs = [["bench_trace.py", *extra], ["bench_trace.py", "--engine", "stepwise", "--repeats", "3", *extra]]
     if "cuda" not in extra:  # the app benchmarks are about the CPU server and the browser
-        runs += [["bench_app.py"], ["bench_browser.py"]]
+        runs += [["bench_app.py"], ["bench_explorer.py"]]  # the explorer's steps, with the old slider's as baseline
     for script, *args in runs:
         print(f"\n$ python bench/{script} {' '.join(args)}", flush=True)
         subprocess.run([sys.executable, str(HERE / script), *args], check=True)

@@ -152,11 +152,15 @@
       this.stepDiv = el("div", { class: "lvx-step", "data-testid": "lvx-step" });
       this.cellBox = el("div", { class: "lvx-cell", "data-testid": "lvx-cell" });
       this.timeDiv = el("div", { class: "lvx-time", "data-testid": "lvx-time" });
+      // Step t's frame over the time figure: an element moved on each step (moving a Plotly shape would
+      // recalculate the whole figure, ~40 ms a step).
+      this.marker = el("div", { class: "lvx-marker", "data-testid": "lvx-marker" });
+      this.timeBox = el("div", { class: "lvx-time-box" }, this.timeDiv, this.marker);
       const bar = el("div", { class: "lvx-bar" }, this.firstBtn, this.prevBtn, this.playBtn, this.nextBtn,
                      this.lastBtn, this.slider, this.speedSelect);
       this.box = el("div", { class: "lvx", "data-testid": "lvx" }, bar,
                     el("div", { class: "lvx-line" }, this.readout, this.where),
-                    el("div", { class: "lvx-main" }, this.stepDiv, this.cellBox), this.timeDiv);
+                    el("div", { class: "lvx-main" }, this.stepDiv, this.cellBox), this.timeBox);
       this.root.append(this.box);
     }
 
@@ -361,7 +365,8 @@
       }
       const data = [], layout = {}, annotations = [];
       const narrow = this.narrow(), perRow = narrow ? 2 : 3, rows = 6 / perRow;
-      const tick = (n) => Math.max(1, Math.ceil(n / (narrow ? 5 : 10)));
+      // About four ticks an axis: each tick label is redrawn on every step (ten an axis cost ~10 ms a step).
+      const tick = (n) => Math.max(1, Math.ceil(n / 4));
       const columns = narrow ? [[0.0, 0.42], [0.52, 0.94]] : STEP_COLUMNS;
       h.order.forEach((name, k) => {
         const row = Math.floor(k / perRow), col = k % perRow, top = 1 - row / rows;
@@ -405,7 +410,7 @@
       start = Math.max(start, h.start); stop = Math.min(stop, h.stop);
       const same = this.displayWindow && this.displayWindow[0] === start && this.displayWindow[1] === stop;
       if (!full && same && this.timeDiv.data) {
-        Plotly.relayout(this.timeDiv, { "shapes[0].x0": t - 0.5, "shapes[0].x1": t + 0.5 });
+        this.placeMarker();
         return;
       }
       this.displayWindow = [start, stop];
@@ -439,11 +444,23 @@
         legend: { orientation: "h", x: 1, xanchor: "right", y: 1.0, yanchor: "bottom" },
         title: { text: `over time · layer ${h.layer} · ${h.direction_name} · batch ${this.batch}${windowNote}`,
                  font: { size: 14 } },
-        shapes: [{ type: "rect", xref: "x", yref: "paper", x0: t - 0.5, x1: t + 0.5, y0: 0, y1: 1,
-                   line: { color: h.marker, width: 2 }, fillcolor: "rgba(0,0,0,0)" }],
         uirevision: h.id,
       });
       Plotly.react(this.timeDiv, data, layout, PLOT_CONFIG);
+      if (!this.timeDiv.__lvxPlaced) { // after every redraw (a resize too) the axis moves: so does the frame
+        this.timeDiv.__lvxPlaced = true;
+        this.timeDiv.on("plotly_afterplot", () => this.placeMarker());
+      }
+      this.placeMarker();
+    }
+
+    placeMarker() {
+      const full = this.timeDiv._fullLayout;
+      if (!full || !full.xaxis) return;
+      const xa = full.xaxis, left = xa._offset + xa.l2p(this.t - 0.5), right = xa._offset + xa.l2p(this.t + 0.5);
+      Object.assign(this.marker.style, { left: `${left}px`, width: `${right - left}px`, top: `${full._size.t}px`,
+                                         height: `${full._size.h}px`, borderColor: this.header.marker });
+      this.marker.dataset.t = String(this.t);
     }
 
     series(name, start, stop, feature) { // one feature of batch element `batch` over [start, stop)
@@ -575,7 +592,8 @@
       for (const [name, fn] of [["f", "σ"], ["i", "σ"], ["g", "tanh"], ["o", "σ"]]) {
         let split = "";
         if (T && T[name]) {
-          const parts = T[name], input = floats(parts.input)[k], recurrent = floats(parts.recurrent)[k];
+          const parts = T[name], input = this.termArray(parts, "input")[k];
+          const recurrent = this.termArray(parts, "recurrent")[k];
           const z = input + recurrent + parts.bias;
           split = ` = ${fn}(${sum([input, recurrent, parts.bias])}) = ${fn}(${fmt(z)})`;
         }
@@ -588,6 +606,11 @@
         : `<div>h<sub>t</sub> = o ⊙ tanh(c<sub>t</sub>) = ${fmt(v.o)}·${factor(v.tanhC)} = <b data-eq="h">${fmt(v.h)}</b></div>`);
       if (!T) lines.push(`<div class="lvx-note">The split into W x, U h and b arrives for the unit Python holds.</div>`);
       return lines.join("");
+    }
+
+    termArray(parts, which) { // decoded once per unit payload, not on every step
+      const key = `__${which}`;
+      return parts[key] || (parts[key] = floats(parts[which]));
     }
 
     drawReadout() {
