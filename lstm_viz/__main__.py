@@ -17,6 +17,45 @@ from .explorer import to_html
 from .inputs import InputError, load_file
 from .loading import WeightsError, describe, load_lstm
 
+MAX_INPUT_BYTES = 2 * 2**30  # weights or an input file larger than this are refused before reading
+
+
+class UsageError(Exception):
+    """A bad path or option, reported in one line before any work is done."""
+
+
+def readable(path: Path, what: str) -> Path:
+    """`path` if it is a regular file of at most MAX_INPUT_BYTES (not a device or a pipe: /dev/zero never ends)."""
+    if not path.exists():
+        raise UsageError(f"{what} {path}: no such file")
+    if not path.is_file():
+        raise UsageError(f"{what} {path}: not a regular file")
+    if path.stat().st_size > MAX_INPUT_BYTES:
+        raise UsageError(f"{what} {path}: {path.stat().st_size / 2**30:.1f} GB, above the "
+                         f"{MAX_INPUT_BYTES / 2**30:.0f} GB this reads")
+    return path
+
+
+def writable(path: Path, what: str, inputs: list[Path], force: bool) -> Path:
+    """`path` if writing it destroys none of the inputs, and overwrites an existing file only with --force."""
+    if any(path.resolve() == source.resolve() for source in inputs):
+        raise UsageError(f"{what} {path} is one of the inputs: it would be overwritten")
+    if not path.parent.is_dir():
+        raise UsageError(f"{what} {path}: no directory {path.parent}")
+    if path.exists() and (not path.is_file() or not force):
+        raise UsageError(f"{what} {path} exists: pass --force to overwrite it" if path.is_file()
+                         else f"{what} {path}: not a regular file")
+    return path
+
+
+def check_paths(args) -> None:
+    inputs = [readable(args.weights, "--weights"), readable(args.input, "--input")]
+    writable(args.out, "--out", inputs, args.force)
+    if args.html is not None:
+        writable(args.html, "--html", inputs, args.force)
+        if args.html.resolve() == args.out.resolve():
+            raise UsageError("--html and --out name the same file")
+
 
 def trace_command(args) -> int:
     started = time.perf_counter()
@@ -25,9 +64,10 @@ def trace_command(args) -> int:
         print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
 
     try:
+        check_paths(args)
         model = load_lstm(args.weights, prefix=args.prefix)
         seq = load_file(args.input.name, args.input.read_bytes())
-    except (WeightsError, InputError, OSError) as err:
+    except (UsageError, WeightsError, InputError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     say(f"{describe(model.config)} on {seq.source}: {seq.seq_len} steps × batch {seq.batch_size}")
@@ -37,12 +77,16 @@ def trace_command(args) -> int:
         return 2
     trace = model.trace(seq.x.to(model.weight_ih_l0.dtype), engine=args.engine)
     say(f"traced with the {trace.engine} engine")
-    export.save_npz(trace, args.out)
-    say(f"wrote {args.out}")
-    if args.html:
-        to_html(trace, args.html, labels=seq.labels, vocab=seq.vocab,
-                title=f"lstm-viz: {args.weights.name} on {args.input.name}")  # escaped there
-        say(f"wrote {args.html}")
+    try:
+        export.save_npz(trace, args.out)
+        say(f"wrote {args.out}")
+        if args.html:
+            to_html(trace, args.html, labels=seq.labels, vocab=seq.vocab,
+                    title=f"lstm-viz: {args.weights.name} on {args.input.name}")  # escaped there
+            say(f"wrote {args.html}")
+    except OSError as err:
+        print(f"error: could not write: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -56,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--out", type=Path, required=True, help="the trace, .npz (lstm_viz.export.load_npz reads it)")
     cmd.add_argument("--html", type=Path, default=None, help="also the explorer (layer 0) as an offline HTML file")
     cmd.add_argument("--engine", default="auto", choices=["auto", "stepwise", "fused"])
+    cmd.add_argument("--force", action="store_true", help="overwrite --out and --html if they exist")
     args = parser.parse_args(argv)
     return trace_command(args)
 

@@ -35,6 +35,9 @@ FORMAT = "lstm_viz.trace"
 VERSION = 1
 QUANTITIES = ("f", "i", "g", "o", "c", "h")
 STATE_ARRAYS = QUANTITIES + ("output", "h_n", "c_n", "h0", "c0")
+# A trace file is refused before any array is read when its arrays would take more than this in memory.
+LOAD_MAX_BYTES = 4 * 2**30
+META_MAX_BYTES = 2**20
 # Significant digits that make each float format round-trip exactly (max_digits10).
 DIGITS = {torch.float16: 5, torch.bfloat16: 4, torch.float32: 9, torch.float64: 17}
 
@@ -68,8 +71,22 @@ def save_npz(trace: Trace, path_or_file) -> None:
         np.savez_compressed(path_or_file, allow_pickle=False, **arrays)
 
 
-def load_npz(path_or_file) -> Trace:
-    """Read a Trace written by `save_npz`; ValueError if the file is not in that layout."""
+def load_npz(path_or_file, max_bytes: int = LOAD_MAX_BYTES) -> Trace:
+    """Read a Trace written by `save_npz`; ValueError if the file is not in that layout.
+
+    Every array's shape and dtype are read from its header and checked against the trace's config before any
+    data is: a file whose arrays would not fit `max_bytes`, or that declares other shapes (a deflate bomb among
+    them), is refused without inflating it. Any failure of reading is a ValueError.
+    """
+    try:
+        return _load_npz(path_or_file, max_bytes)
+    except ValueError:
+        raise
+    except Exception as e:  # zip, npy, JSON (RecursionError) and allocation failures alike: the documented error
+        raise ValueError(f"not a readable lstm_viz trace .npz ({type(e).__name__}: {e})") from e
+
+
+def _load_npz(path_or_file, max_bytes: int) -> Trace:
     try:
         archive = np.load(path_or_file, allow_pickle=False)
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
@@ -77,6 +94,10 @@ def load_npz(path_or_file) -> Trace:
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ValueError("not an lstm_viz trace .npz (a single .npy array, not an .npz archive)")
     with archive:
+        declared = _declared_arrays(archive)
+        meta_size = declared.get("meta", ((), np.dtype("U1")))
+        if _nbytes(*meta_size) > META_MAX_BYTES:
+            raise ValueError("not an lstm_viz trace .npz ('meta' is larger than any trace's)")
         meta = _read_meta(archive)
         dtype = meta["dtype"]
         num_layers = meta["config"]["num_layers"]
@@ -85,6 +106,7 @@ def load_npz(path_or_file) -> Trace:
         missing = [n for n in names if n not in archive.files]
         if missing:
             raise ValueError(f"lstm_viz trace .npz is missing arrays: {', '.join(missing)}")
+        _check_declared(declared, names, meta, max_bytes)
         try:
             arrays = {n: _to_tensor(archive[n], dtype) for n in names}
         except (OSError, ValueError, zipfile.BadZipFile) as e:
@@ -98,13 +120,66 @@ def load_npz(path_or_file) -> Trace:
     )
 
 
+def _declared_arrays(archive: np.lib.npyio.NpzFile) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Each member's shape and dtype, from its .npy header alone (no data read)."""
+    declared = {}
+    for info in archive.zip.infolist():
+        with archive.zip.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            else:
+                raise ValueError(f"lstm_viz trace .npz member {info.filename!r} has .npy version {version}")
+        declared[info.filename.removesuffix(".npy")] = (tuple(shape), dtype)
+    return declared
+
+
+def _nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
+
+
+def _check_declared(declared: dict, names: list[str], meta: dict, max_bytes: int) -> None:
+    """The arrays' declared shapes and dtypes are those of a trace of meta's config, and fit `max_bytes`."""
+    cfg = LSTMConfig(**meta["config"])
+    want_dtype = np.dtype("int16") if meta["dtype"] == "bfloat16" else np.dtype(meta["dtype"])
+    f_shape = declared["f"][0]
+    if len(f_shape) != 5 or f_shape[:2] != (cfg.num_layers, cfg.num_directions) or f_shape[4] != cfg.hidden_size:
+        raise ValueError(f"lstm_viz trace .npz: 'f' has shape {f_shape}, not (num_layers, num_directions, seq_len, "
+                         f"batch, hidden_size) of {cfg.num_layers}, {cfg.num_directions}, ·, ·, {cfg.hidden_size}")
+    L, D, T, B, H = f_shape
+    Hr = cfg.real_hidden_size
+    shapes = {q: (L, D, T, B, H) for q in "figoc"} | {"h": (L, D, T, B, Hr), "h0": (L, D, B, Hr), "c0": (L, D, B, H)}
+    shapes |= {f"layer_input_{k}": (T, B, cfg.layer_input_size(k)) for k in range(L)}
+    for layer in range(L):
+        kinds = cfg.param_shapes(layer)
+        for direction in range(D):
+            for name in cfg.param_names(layer, direction):
+                shapes[f"weight/{name}"] = kinds[name.split("_l")[0]]
+    sizes = {"output": T * B * D * Hr, "h_n": L * D * B * Hr, "c_n": L * D * B * H}  # their layout varies
+    total = 0
+    for name in names:
+        shape, dtype = declared[name]
+        if dtype != want_dtype:
+            raise ValueError(f"lstm_viz trace .npz: {name!r} is {dtype}, the trace is {meta['dtype']}")
+        if name in shapes and shape != shapes[name]:
+            raise ValueError(f"lstm_viz trace .npz: {name!r} has shape {shape}, expected {shapes[name]}")
+        if name in sizes and int(np.prod(shape, dtype=np.int64)) != sizes[name]:
+            raise ValueError(f"lstm_viz trace .npz: {name!r} has shape {shape}: {sizes[name]} values expected")
+        total += _nbytes(shape, dtype)
+    if total > max_bytes:
+        raise ValueError(f"lstm_viz trace .npz holds {total / 2**20:,.0f} MB of arrays, above the "
+                         f"{max_bytes / 2**20:,.0f} MB this reads")
+
+
 def _read_meta(archive: np.lib.npyio.NpzFile) -> dict:
     """The archive's parsed "meta" entry, checked to be ours and of a version we read."""
     if "meta" not in archive.files:
         raise ValueError("not an lstm_viz trace .npz (no 'meta' entry)")
     try:
         meta = json.loads(str(archive["meta"][()]))
-    except (ValueError, TypeError) as e:  # also an object array, which allow_pickle=False refuses
+    except (ValueError, TypeError, RecursionError) as e:  # also an object array, which allow_pickle refuses
         raise ValueError(f"not an lstm_viz trace .npz ('meta' is not a JSON string: {e})") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"not an lstm_viz trace .npz ('meta' lacks format {FORMAT!r})")

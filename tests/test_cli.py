@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 from figure_data import explorer_html
 
@@ -39,9 +42,10 @@ def test_cli_trace_equals_the_api(tmp_path):
 def test_trace_explore_shows_inline_and_saves(tmp_path):
     trace = lstm_viz.trace(torch.nn.LSTM(2, 3), torch.randn(5, 1, 2))
     shown = trace.explore(layer=0, t=2)
-    assert shown._repr_html_().startswith("<iframe srcdoc=") and "<script>" not in shown._repr_html_()
+    inline = shown._repr_html_()
+    assert inline.startswith("<iframe srcdoc=")
+    assert "<script>" not in inline  # the page's scripts are escaped into the attribute, run in the iframe
     assert shown.save(tmp_path / "e.html").read_text() == shown.html
-
 
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):
@@ -54,3 +58,41 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):
     assert main(["trace", "--weights", str(tmp_path / "bad.pt"), "--input", str(inputs),
                  "--out", str(tmp_path / "t.npz")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def small_inputs(tmp_path):
+    weights, inputs = tmp_path / "model.pt", tmp_path / "x.npy"
+    torch.save(torch.nn.LSTM(3, 4).state_dict(), weights)
+    np.save(inputs, np.zeros((5, 3), dtype=np.float32))
+    return weights, inputs
+
+
+def test_cli_never_overwrites_its_inputs_and_asks_before_other_files(tmp_path, capsys):
+    weights, inputs = small_inputs(tmp_path)
+    before = weights.read_bytes()
+    for out in (weights, inputs, tmp_path / "." / "model.pt"):
+        assert main(["trace", "--weights", str(weights), "--input", str(inputs), "--out", str(out), "--force"]) == 2
+        assert "is one of the inputs" in capsys.readouterr().err
+    assert weights.read_bytes() == before
+    out = tmp_path / "trace.npz"
+    out.write_bytes(b"keep me")
+    assert main(["trace", "--weights", str(weights), "--input", str(inputs), "--out", str(out)]) == 2
+    assert "pass --force" in capsys.readouterr().err
+    assert out.read_bytes() == b"keep me"
+    assert main(["trace", "--weights", str(weights), "--input", str(inputs), "--out", str(out), "--force"]) == 0
+    assert load_npz(out).f.shape[2] == 5
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda w, i, o: (w, Path("/dev/zero"), o), "not a regular file"),
+    (lambda w, i, o: (w.parent / "missing.pt", i, o), "no such file"),
+    (lambda w, i, o: (w, i, o.parent / "no" / "dir" / "t.npz"), "no directory"),
+    (lambda w, i, o: (w, i, o.parent), "not a regular file"),
+], ids=["dev-zero", "missing-weights", "missing-dir", "out-is-a-directory"])
+def test_cli_bad_paths_are_one_line_errors_before_any_work(tmp_path, capsys, change, says):
+    weights, inputs = small_inputs(tmp_path)
+    w, i, o = change(weights, inputs, tmp_path / "t.npz")
+    assert main(["trace", "--weights", str(w), "--input", str(i), "--out", str(o)]) == 2
+    err = capsys.readouterr().err
+    assert says in err
+    assert err.count("\n") == 1 and "Traceback" not in err

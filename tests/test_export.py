@@ -120,6 +120,73 @@ def test_load_rejects_a_plain_npy(tmp_path):
         load_npz(path)
 
 
+def saved_members(**option) -> dict[str, np.ndarray]:
+    """A saved trace's members as arrays, to rebuild the file with one of them changed."""
+    _, tr = traced(**option)
+    buffer = io.BytesIO()
+    save_npz(tr, buffer)
+    buffer.seek(0)
+    with np.load(buffer) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+@pytest.mark.parametrize("name, bad", [
+    ("f", lambda a: a[:, :, :, :, :-1]),  # a unit short
+    ("c", lambda a: np.concatenate([a, a], axis=2)),  # more steps than f
+    ("layer_input_0", lambda a: a[..., :1]),  # fewer features than input_size
+    ("weight/weight_ih_l0", lambda a: a.T),  # transposed
+    ("h0", lambda a: a.astype(np.float64)),  # another dtype than the trace's
+    ("output", lambda a: a[:-1]),  # a step short
+], ids=["f-units", "c-steps", "input-features", "weight-transposed", "h0-dtype", "output-steps"])
+def test_load_rejects_arrays_of_the_wrong_shape_or_dtype(name, bad):
+    members = saved_members()
+    members[name] = bad(members[name])
+    with pytest.raises(ValueError, match=name):
+        load_npz(npz_bytes(**members))
+
+
+def test_load_refuses_a_deflate_bomb_without_inflating_it(tmp_path):
+    """A member that declares 512 MB (zeros deflate ~1000:1, so the file is ~0.5 MB) is refused from its
+    header: nothing near its size is ever allocated."""
+    import tracemalloc
+    import zipfile
+
+    members = saved_members()
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as bomb:
+        for name, array in members.items():
+            if name != "f":
+                with bomb.open(name + ".npy", "w") as member:
+                    np.lib.format.write_array(member, array, allow_pickle=False)
+        shape = (1, 1, 2**27 // 8, 2, 8)  # 2**27 float32 values: 512 MB, far more steps than the other arrays
+        with bomb.open("f.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False, "shape": shape})
+            chunk = bytes(2**24)
+            for _ in range(2**29 // len(chunk)):
+                member.write(chunk)
+    assert path.stat().st_size < 2**21
+    tracemalloc.start()
+    with pytest.raises(ValueError, match="'f' has shape"):
+        load_npz(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 * 2**20, f"{peak / 2**20:.0f} MB allocated to refuse it"
+
+
+def test_load_refuses_a_trace_above_the_byte_limit():
+    members = saved_members()
+    with pytest.raises(ValueError, match="above the"):
+        load_npz(npz_bytes(**members), max_bytes=1000)
+    assert load_npz(npz_bytes(**members)).f.shape == torch.Size(members["f"].shape)  # the same file, by default
+
+
+def test_load_turns_every_failure_into_a_value_error():
+    members = saved_members()
+    members["meta"] = np.array("[" * 100_000 + "]" * 100_000)  # JSON deep enough to exhaust the recursion limit
+    with pytest.raises(ValueError, match="JSON"):
+        load_npz(npz_bytes(**members))
+
+
 @pytest.mark.parametrize("option", [dict(num_layers=2, proj_size=3, bidirectional=True),
                                     dict(dtype=torch.float64), dict(unbatched=True)], ids=str)
 def test_long_csv_has_every_value(option):
