@@ -234,31 +234,32 @@ def main() -> None:
                 print(f"baseline {name}: {ms(old[name])} ms", flush=True)
     new = {name: explorer(query, args.steps) for name, query in configs.items()}
 
-    print(f"\n# key press → repainted step heatmaps, ms: median (p90) ×steps; old = {BASELINE}'s slider")
-    print("| config | old slider → repaint | new, dispatched, in page | ratio | new, real key, in page "
-          "| new, real key, Python clock | ratio | ws frames per step | ws frames after stopping |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name, r in new.items():
-        before = old.get(name, [])
-        print(f"| {name} | {ms(before)} | {ms(r['dispatched'])} | {ratio(before, r['dispatched'])} "
-              f"| {ms(r['in_page'])} | {ms(r['from_python'])} | {ratio(before, r['from_python'])} "
-              f"| {r['frames_per_step']:g} | {r['frames_after']} |")
-    print("\n# where a dispatched step's time goes, ms: median (p90) ×steps; the rest is style, layout, paint")
-    print("| config | whole key handler | drawStep (6 heatmaps: restyle z) | drawTime (over-time marker) "
-          "| drawCell (SVG + equations) | drawReadout |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, r in new.items():
-        p = r["profile"]
-        print(f"| {name} | {ms(p['handler'])} | {ms(p['drawStep'])} | {ms(p['drawTime'])} | {ms(p['drawCell'])} "
-              f"| {ms(p['drawReadout'])} |")
-    print("\n# first draw, ms from navigation start (page timestamps)")
-    print("| config | explorer element arrives | script finished | plotly.min.js fetched | explorer drawn "
-          "| element → drawn | finished → drawn |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, r in new.items():
-        f = r["first"]
-        print(f"| {name} | {f['element']:.0f} | {f['finished']:.0f} | {f.get('plotly') or 0:.0f} | {f['drawn']:.0f} "
-              f"| {f['drawn'] - f['element']:.0f} | {f['drawn'] - f['finished']:.0f} |")
+    table(f"key press → repainted step heatmaps, ms: median (p90) ×steps; old = {BASELINE}'s slider",
+          ["config", "old slider → repaint", "new, dispatched, in page", "ratio", "new, real key, in page",
+           "new, real key, Python clock", "ratio", "ws frames per step", "ws frames after stopping"],
+          [[name, ms(old.get(name, [])), ms(r["dispatched"]), ratio(old.get(name, []), r["dispatched"]),
+            ms(r["in_page"]), ms(r["from_python"]), ratio(old.get(name, []), r["from_python"]),
+            f"{r['frames_per_step']:g}", r["frames_after"]] for name, r in new.items()])
+    draws = ("handler", "drawStep", "drawTime", "drawCell", "drawReadout")
+    table("where a dispatched step's time goes, ms: median (p90) ×steps; the rest is style, layout, paint",
+          ["config", "whole key handler", "drawStep (6 heatmaps: restyle z)", "drawTime (over-time marker)",
+           "drawCell (SVG + equations)", "drawReadout"],
+          [[name, *(ms(r["profile"][d]) for d in draws)] for name, r in new.items()])
+    firsts = {name: r["first"] for name, r in new.items()}
+    table("first draw, ms from navigation start (page timestamps)",
+          ["config", "explorer element arrives", "script finished", "plotly.min.js fetched", "explorer drawn",
+           "element → drawn", "finished → drawn"],
+          [[name, f"{f['element']:.0f}", f"{f['finished']:.0f}", f"{f.get('plotly') or 0:.0f}", f"{f['drawn']:.0f}",
+            f"{f['drawn'] - f['element']:.0f}", f"{f['drawn'] - f['finished']:.0f}"] for name, f in firsts.items()])
+
+
+def table(title: str, columns: list[str], rows: list[list]) -> None:
+    """A Markdown table, as docs/benchmarks.md records it: the first column left-aligned, the rest right."""
+    print(f"\n# {title}")
+    print("| " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * (len(columns) - 1))
+    for row in rows:
+        print("| " + " | ".join(str(cell) for cell in row) + " |")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ DIVERGING_SCALE = tuple(tuple(stop) for stop in plotly.colors.get_colorscale("Rd
 # Values one over-time figure may carry (float32 on the wire: ~4/3 × 4 bytes each, base64): ~0.65 MB.
 OVER_TIME_MAX_VALUES = 120_000
 MARKER = MappingProxyType({"color": "#ff7f0e", "width": 2})  # the chosen unit's box and step's line: dict(MARKER)
+DIRECTION_NAMES = ("forward", "reverse")  # direction 0 and 1, in every title, caption and file name
 # Points one line may carry; longer sequences are drawn every k-th step (and the title says so).
 LINE_MAX_POINTS = 4000
 
@@ -136,7 +137,7 @@ def position(trace: Trace, layer: int, direction: int) -> str:
     """ "layer 1 · reverse" where the model has more than one layer or direction, else "" (nothing to tell)."""
     parts = [f"layer {layer}"] if trace.num_layers > 1 else []
     if trace.num_directions > 1:
-        parts.append("reverse" if direction else "forward")
+        parts.append(DIRECTION_NAMES[direction])
     return " · ".join(parts)
 
 

@@ -14,10 +14,9 @@ from .equations import step_latex, step_terms
 from .explorer import component as explorer_component
 from .explorer import to_html, unit_payload, window_of, window_payload
 from .explorer.payload import unpack_header
+from .figures import DIRECTION_NAMES
 from .pipeline import AppConfig
 from .view import View
-
-DIRECTION_NAMES = ("forward", "reverse")
 
 
 def parity_badge(run) -> None:

@@ -19,14 +19,22 @@ import numpy as np
 import torch
 
 from ..config import GATE_ORDER, LSTMConfig
-from ..figures import DISPLAY_ORDER, DIVERGING_SCALE, GATE_SCALE, MARKER, OVER_TIME_MAX_VALUES, cell_bound, time_window
+from ..figures import (
+    DIRECTION_NAMES,
+    DISPLAY_ORDER,
+    DIVERGING_SCALE,
+    GATE_SCALE,
+    MARKER,
+    OVER_TIME_MAX_VALUES,
+    cell_bound,
+    time_window,
+)
 from ..tasks import Readout
 from ..trace import Trace
 
 MAGIC = b"LVX1"
 VERSION = 1
 BYTE_BUDGET = 8 * 2**20  # a window's arrays at most this many bytes; longer sequences are windowed
-DIRECTION_NAMES = ("forward", "reverse")
 
 
 def step_bytes(trace: Trace, layer: int, readout: Readout | None = None) -> int:
@@ -52,11 +60,11 @@ def window_of(trace: Trace, layer: int, t: int, readout: Readout | None = None,
     return time_window(trace.seq_len, t, window_steps(trace, layer, readout, budget))
 
 
-def _state_before(trace: Trace, name: str, layer: int, direction: int, start: int, stop: int) -> np.ndarray:
+def _state_before(trace: Trace, name: str, layer: int, direction: int, start: int, stop: int) -> torch.Tensor:
     """h or c as the window's first processed step sees it (step start forward, stop − 1 reverse), (B, ·)."""
     first = stop - 1 if direction == 1 else start
     previous = trace.h_prev if name == "h" else trace.c_prev
-    return previous(layer, direction, first).detach().cpu().numpy()
+    return previous(layer, direction, first)
 
 
 def time_labels(trace: Trace, labels: list[str] | None) -> list[str]:
@@ -74,8 +82,8 @@ def window_payload(trace: Trace, layer: int, direction: int, t: int, *, labels: 
     arrays["x"] = trace.layer_inputs[layer][start:stop].detach().cpu().numpy()  # (W, B, I_layer)
     if trace.num_directions == 2:
         arrays["out"] = trace.layer_output(layer)[start:stop]
-    arrays["h_before"] = _state_before(trace, "h", layer, direction, start, stop)
-    arrays["c_before"] = _state_before(trace, "c", layer, direction, start, stop)
+    arrays["h_before"] = _state_before(trace, "h", layer, direction, start, stop).detach().cpu().numpy()
+    arrays["c_before"] = _state_before(trace, "c", layer, direction, start, stop).detach().cpu().numpy()
     if readout is not None:
         arrays["target"] = readout.target[start:stop]
         if readout.prediction is not None:
@@ -154,7 +162,7 @@ def unit_terms(trace: Trace, layer: int, direction: int, start: int, stop: int, 
     rows = [GATE_ORDER.index(gate) * H + unit for gate in "ifgo"]  # nn.LSTM's row order: i, f, g, o
     x = trace.layer_inputs[layer][start:stop, batch]  # (W, I)
     h = trace.h[layer, direction, :, batch]  # (T, Hr)
-    before = trace.h_prev(layer, direction, stop - 1 if direction == 1 else start)[batch]
+    before = _state_before(trace, "h", layer, direction, start, stop)[batch]
     if direction == 1:  # step t reads h_{t+1}: the window's own states shifted left, then the state after it
         h_prev = torch.cat([h[start + 1:stop], before[None]])
     else:  # step t reads h_{t−1}: the state before the window, then the window's own states shifted right

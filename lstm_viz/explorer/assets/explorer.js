@@ -317,7 +317,9 @@
       const h = this.header, q = QUANTITIES[name];
       const label = h.labels[t - h.start];
       const where = `layer ${h.layer}, ${h.direction_name}`;
-      return `${q.words} ${name}<br>t=${t} (${escapeHtml(label)})<br>batch %{y}<br>unit %{x}<br>` +
+      // A label's "%{" would be read as a hover template variable: a zero-width space keeps it literal.
+      const literal = escapeHtml(label).replace(/%\{/g, "%\u200b{");
+      return `${q.words} ${name}<br>t=${t} (${literal})<br>batch %{y}<br>unit %{x}<br>` +
         `value %{z:.7g}<br>${where}<extra></extra>`;
     }
 
