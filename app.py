@@ -7,6 +7,7 @@ Every number comes from lstm_viz; this file only wires widgets to it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import streamlit as st
@@ -15,10 +16,10 @@ import torch
 from lstm_viz import escape, figures, tasks, views
 from lstm_viz import page_state as state
 from lstm_viz.inputs import MAX_TYPED_CHARS, SIGNAL_KINDS
-from lstm_viz.loading import WeightsError, describe
+from lstm_viz.loading import describe
 from lstm_viz.model import InstrumentedLSTM
 from lstm_viz.pipeline import DEVICES, DTYPES, INPUT_SOURCES, LIMITS, AppConfig
-from lstm_viz.resolve import ModelChoice, Resolved, failed, resolve, waiting
+from lstm_viz.resolve import CANCELLED, ModelChoice, Resolved, failed, problem_text, resolve, waiting
 from lstm_viz.session import SessionData, TrainedTask, Upload
 from lstm_viz.shapes import CLASSIC_PRESET
 from lstm_viz.view import DISTRIBUTIONS, MODEL_SOURCES, TABS, Sources, origin_of
@@ -38,7 +39,7 @@ def load_classic_preset() -> None:
 
 def uploaded_model(session: SessionData) -> ModelChoice | None:
     """The uploaded file's LSTM (the user picks one when several are inside), or None while there is none;
-    raises WeightsError, naming the file, when it cannot be used."""
+    raises WeightsError (or ResourceError, when the server is busy) when it cannot be used."""
     upload = st.session_state.get("weights_upload")
     if upload is None:
         made_with = state.origin()
@@ -51,15 +52,12 @@ def uploaded_model(session: SessionData) -> ModelChoice | None:
                     "an LSTM nested in a bigger model (`encoder.rnn.`…) or a checkpoint dict works too.")
         return None
     data = Upload(upload.getvalue())
-    try:
-        found = session.lstms_in(data)
-        prefix = next(iter(found))
-        if len(found) > 1:
-            prefix = st.selectbox("which LSTM in the file", list(found), key="weights_prefix",
-                                  format_func=lambda p: f"{p or '(top level)'}: {describe(found[p])}")
-        weights = session.weights(data, prefix)
-    except WeightsError as err:
-        raise WeightsError(f"{upload.name}: {err}") from None
+    found = session.lstms_in(data)
+    prefix = next(iter(found))
+    if len(found) > 1:
+        prefix = st.selectbox("which LSTM in the file", list(found), key="weights_prefix",
+                              format_func=lambda p: f"{p or '(top level)'}: {describe(found[p])}")
+    weights = session.weights(data, prefix)
     where = f" at {escape.markdown(prefix)}" if prefix else ""
     st.caption(f"Loaded {escape.markdown(upload.name)}{where}: `{describe(weights.config)}` (batch_first is not "
                "stored in weights: set it in the sidebar)")
@@ -219,11 +217,36 @@ def sidebar(resolved: Resolved) -> None:
                     help="for the over-time and unit views", **state.bound(state.VIEW, "batch_index", view.batch_index))
 
 
+# --- a long run: progress and Cancel --------------------------------------------------------------------------
+
+PROGRESS_AFTER_S = 0.4  # a run shorter than this shows no bar (it would only flash)
+
+
+def run_progress(session: SessionData, slot):
+    """The `progress` callback for a run: after PROGRESS_AFTER_S, a bar in `slot` and a Cancel button. Pressing
+    Cancel asks Streamlit for a rerun, which stops the run at its next report (the bar's update raises)."""
+    started, bar = time.monotonic(), []
+
+    def report(done: float) -> None:
+        if not bar:
+            if time.monotonic() - started < PROGRESS_AFTER_S:
+                return
+            box = slot.container()
+            bar.append(box.progress(0.0))
+            box.button("Cancel", key="cancel_run", on_click=session.request_cancel, icon=":material/cancel:")
+        bar[0].progress(done, text=f"tracing… {done:.0%} ({time.monotonic() - started:.0f} s)")
+    return report
+
+
 # --- the page -----------------------------------------------------------------------------------------------------
 
-def explore(resolved: Resolved, link_origin) -> None:
+def explore(link_origin) -> None:
     """The tabs, drawn from (run, view); a fragment, so what the explorer reports reruns only this. Ends by writing
-    the URL."""
+    the URL. The run is the session's last good one, looked up on each run of the fragment and never held by it
+    (Streamlit keeps a fragment's arguments while the session lives: a released session's trace must go)."""
+    resolved = state.session().last_good
+    if resolved is None:  # released while the browser was away: compute it again
+        st.rerun(scope="app")
     run = resolved.run
     trace = run.trace
     view = state.view().fitted_to(trace)
@@ -232,21 +255,18 @@ def explore(resolved: Resolved, link_origin) -> None:
     # Lazy tabs: only the open one runs, so a rerun costs what the visible view needs.
     step_tab, unit_tab, saturation_tab, shapes_tab, export_tab = st.tabs(
         labels, **state.bound(state.VIEW, "tab", TABS[view.tab], key="tab", parse=tab_of.get))
-    if step_tab.open:
-        with step_tab:
-            views.step_view(run, view, resolved.readout)
-    if unit_tab.open:
-        with unit_tab:
-            views.unit_view(run, view)
-    if saturation_tab.open:
-        with saturation_tab:
-            views.saturation_panel(run.trace, view)
-    if shapes_tab.open:
-        with shapes_tab:
-            views.shapes_panel(run, resolved.config)
-    if export_tab.open:
-        with export_tab:
-            views.export_panel(run, view, resolved.readout)
+    panels = ((step_tab, lambda: views.step_view(run, view, resolved.readout)),
+              (unit_tab, lambda: views.unit_view(run, view)),
+              (saturation_tab, lambda: views.saturation_panel(run.trace, view)),
+              (shapes_tab, lambda: views.shapes_panel(run, resolved.config)),
+              (export_tab, lambda: views.export_panel(run, view, resolved.readout)))
+    for tab, draw in panels:
+        if tab.open:
+            with tab:
+                try:
+                    draw()
+                except Exception as err:  # e.g. the server too busy for a window: say so, keep the page
+                    st.error(escape.markdown(problem_text(err, "this view")), icon="⚠️")
     state.write_url(resolved.config, view, link_origin)
     if state.sidebar_behind():  # a cell click chose a unit or batch element: redraw the sidebar's Inspect fields
         st.rerun(scope="app")
@@ -254,6 +274,7 @@ def explore(resolved: Resolved, link_origin) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="lstm-viz", page_icon="🔬", layout="wide")
+    state.serve_memory()
     for problem in state.init_from_url():
         st.warning(escape.markdown(problem))
     config, sources, session = state.config(), state.sources(), state.session()
@@ -262,17 +283,24 @@ def main() -> None:
     st.title("lstm-viz: inside an LSTM")
     try:
         choice = chosen_model(config, sources, session)
-    except WeightsError as err:
-        choice, resolved = None, failed(config, sources, ModelChoice(fixed_by=FIXED_BY["uploaded weights"]),
-                                        session, f"Weights problem in {err}")
+    except Exception as err:  # any kind: the message names the file, the last good run stays
+        upload = st.session_state.get("weights_upload")
+        where = f"the weights file {upload.name}" if upload is not None else "the model"
+        choice, resolved = None, failed(config, sources, ModelChoice(fixed_by=FIXED_BY.get(sources.model_source, "")),
+                                        session, problem_text(err, where))
     else:
         params = input_params(config, sources) if choice is not None and choice.task_input is None else {}
         if choice is None or params is None:  # waiting for the user: nothing of other weights or data is shown
             resolved = waiting(config, sources, ModelChoice(fixed_by=FIXED_BY.get(sources.model_source, "")))
         else:
-            resolved = resolve(config, sources, params, choice, session)
+            slot = st.empty()
+            resolved = resolve(config, sources, params, choice, session, run_progress(session, slot))
+            slot.empty()
     sidebar(resolved)
-    if resolved.problem:  # messages quote what was typed, uploaded or linked: shown literally
+    if resolved.problem == CANCELLED:
+        st.info(CANCELLED, icon=":material/cancel:")
+        st.button("Run again", key="run_again", on_click=session.run_again)
+    elif resolved.problem:  # messages quote what was typed, uploaded or linked: shown literally
         st.error(escape.markdown(resolved.problem), icon="⚠️")
     if resolved.run is None:
         return
@@ -280,14 +308,14 @@ def main() -> None:
         st.info("Showing the last good input and configuration.")
     views.parity_badge(resolved.run)
     if resolved.run.notice:
-        st.warning(resolved.run.notice, icon=":material/memory:")
+        st.warning(escape.markdown(resolved.run.notice), icon=":material/memory:")
     upload, data_file = st.session_state.get("weights_upload"), st.session_state.get("upload")
     link_origin = origin_of(
         resolved.sources, resolved.config.input_source,
         weights_name=upload.name if upload is not None else "", weights_model=describe(resolved.run.model.config),
         trained=choice is not None and choice.trained,
         file_name=data_file.name if data_file is not None else "")
-    st.fragment(explore)(resolved, link_origin)
+    st.fragment(explore)(link_origin)
 
 
 main()

@@ -16,19 +16,27 @@ fused: torch's own LSTM kernel (oneDNN on CPU, cuDNN on CUDA) gives h for all t,
     at once from [x_t, h_{t−1}] in one GEMM, and c by a scan of its linear recurrence (`linear_scan`). No
     per-step Python work except, for wide layers, one multiply-add per step of the scan.
 
-`auto_engine` picks between them for a model's size; `ENGINES` maps their names to their layer functions.
+Given a `clock` (cost.Clock: progress reports and a deadline), stepwise checks it every step and fused runs in
+chunks of steps, carrying (h, c) from one chunk to the next, checking it between chunks.
+
+`auto_engine` picks between them by the cost model; `ENGINES` maps their names to their layer functions.
 """
 
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from .config import LSTMConfig
+    from .cost import Clock
 
 # torch.lstm notes once per process that oneDNN cannot project; it falls back to its own kernel, correctly.
 warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
@@ -102,19 +110,22 @@ def lstm_cell(x_part: Tensor, h: Tensor, c: Tensor, weights: DirectionWeights,
 
 
 def run_direction(x: Tensor, h0: Tensor, c0: Tensor, w: DirectionWeights, reverse: bool,
-                  record: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                  record: dict[str, Tensor] | None = None, clock: Clock | None = None,
+                  direction: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     """One layer, one direction, step by step: the reference engine. x (T, B, I_k), h0 (B, H_r), c0 (B, H).
 
     Returns h for every t (T, B, H_r), h_n and c_n. If `record` is given (views (T, B, ·): "gates" with
     4H rows i, f, g, o, then "c" and "h"), every step is written there, indexed by input position also
-    when reverse.
+    when reverse. A `clock` is told before each step how many of this `direction`'s steps are done.
     """
     seq_len, batch = x.shape[:2]
     x_part = input_part(x, w)  # W_ih x_t + b_ih + b_hh for all t in one GEMM   (T, B, 4H)
     times_w_hh = step_product(w.weight_hh, batch)  # h ↦ W_hh h, the one GEMM left in each step
     h, c = h0, c0
     steps: dict[str, list[Tensor]] = {q: [] for q in QUANTITIES}
-    for t in range(seq_len - 1, -1, -1) if reverse else range(seq_len):
+    for k, t in enumerate(range(seq_len - 1, -1, -1) if reverse else range(seq_len)):
+        if clock is not None:
+            clock.tick(direction, k)  # may report progress, or raise TooSlow past the deadline
         step = lstm_cell(x_part[t], h, c, w, times_w_hh)
         h, c = step.h, step.c
         for name, value in zip(QUANTITIES, step, strict=True):
@@ -133,12 +144,12 @@ def run_direction(x: Tensor, h0: Tensor, c0: Tensor, w: DirectionWeights, revers
 
 
 def stepwise_layer(x: Tensor, h0: Tensor, c0: Tensor, weights: list[DirectionWeights],
-                   record: dict[str, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
+                   record: dict[str, Tensor] | None, clock: Clock | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """One layer, each direction by `run_direction`. h0 (D, B, H_r), c0 (D, B, H); record views (D, T, B, ·)."""
     outs, h_n, c_n = [], [], []
     for d, w in enumerate(weights):
         rec = None if record is None else {q: r[d] for q, r in record.items()}
-        out, h_last, c_last = run_direction(x, h0[d], c0[d], w, reverse=d == 1, record=rec)
+        out, h_last, c_last = run_direction(x, h0[d], c0[d], w, reverse=d == 1, record=rec, clock=clock, direction=d)
         outs.append(out)
         h_n.append(h_last)
         c_n.append(c_last)
@@ -162,19 +173,33 @@ def step_product(weight: Tensor, batch: int) -> Callable[[Tensor], Tensor]:
     elsewhere, for small weights, and whenever autograd is on, a plain matmul."""
     if packed_pays_off(weight) and not torch.is_grad_enabled():
         try:
-            packed = torch.ops.mkldnn._reorder_linear_weight(weight, batch)
-            return lambda h: torch.ops.mkldnn._linear_pointwise(h, packed, None, "none", [], "")
+            return packed_product(weight, batch)
         except RuntimeError:  # a build without these kernels: the plain product is as exact
             pass
     return lambda h: h @ weight.T
 
 
-def auto_engine(weight_hh: Tensor) -> str:
-    """The faster engine for a model whose first W_hh is `weight_hh`. Stepwise computes each GEMM once, fused
-    computes them twice (torch's kernel, then the gate rebuild) but without per-step Python: stepwise wins
-    when each step is one big GEMM that runs at nn.LSTM's speed, i.e. big weights with oneDNN's packed
-    product on the CPU."""
-    return "stepwise" if packed_pays_off(weight_hh) else "fused"
+def packed_product(weight: Tensor, batch: int) -> Callable[[Tensor], Tensor]:
+    """h ↦ h Wᵀ by oneDNN's GEMM on W prepacked for this batch size; RuntimeError where the kernels are absent."""
+    packed = torch.ops.mkldnn._reorder_linear_weight(weight, batch)
+    return lambda h: torch.ops.mkldnn._linear_pointwise(h, packed, None, "none", [], "")
+
+
+def auto_engine(cfg: LSTMConfig, seq_len: int, batch: int, device: str | torch.device = "cpu",
+                dtype: torch.dtype = torch.float32) -> str:
+    """The faster engine for this run by the cost model (`cost.faster_engine`). Stepwise computes each GEMM once,
+    fused computes them twice (torch's kernel, then the gate rebuild) but without per-step Python: stepwise wins
+    where each step is a big GEMM that runs at nn.LSTM's speed (big weights, big batches, oneDNN's packed product
+    on the CPU), fused where per-step overhead dominates (small weights, long inputs)."""
+    from .cost import faster_engine  # cost times these engines, so it imports this module
+
+    return faster_engine(cfg, seq_len, batch, device, dtype)
+
+
+def scan_by_passes(seq_len: int, units: int) -> bool:
+    """Whether `linear_scan` takes the log-depth scheme for this shape: units = the values of one step (B·H)."""
+    # Measured on 2 CPU cores: a loop step costs ~6 µs + 0.5 ns/unit, a scan pass ~1.5 ns per value.
+    return units * (1.5 * math.log2(max(seq_len, 2)) - 0.5) < 6000
 
 
 def linear_scan(f: Tensor, u: Tensor, c0: Tensor, out: Tensor) -> Tensor:
@@ -185,9 +210,7 @@ def linear_scan(f: Tensor, u: Tensor, c0: Tensor, out: Tensor) -> Tensor:
     sequence: cheap when steps are many and small). Neither divides, so gates that underflowed to 0 are
     handled exactly; both round like the recurrence itself (tested against it, and against nn.LSTM's c_n).
     """
-    T, units = f.shape[0], f[0].numel()
-    # Measured on 2 CPU cores: a loop step costs ~6 µs + 0.5 ns/unit, a scan pass ~1.5 ns per value.
-    if units * (1.5 * math.log2(max(T, 2)) - 0.5) < 6000:
+    if scan_by_passes(f.shape[0], f[0].numel()):
         return _scan_log_depth(f, u, c0, out)
     return _scan_loop(f, u, c0, out)
 
@@ -222,11 +245,14 @@ def _scan_log_depth(f: Tensor, u: Tensor, c0: Tensor, out: Tensor) -> Tensor:
 
 
 def fused_layer(x: Tensor, h0: Tensor, c0: Tensor, weights: list[DirectionWeights],
-                record: dict[str, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
+                record: dict[str, Tensor] | None, clock: Clock | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """One layer, all directions. x (T, B, I_k); h0 (D, B, H_r), c0 (D, B, H).
 
-    record: views (D, T, B, ·) to fill: "gates" (4H, rows i, f, g, o), "c" and "h".
+    record: views (D, T, B, ·) to fill: "gates" (4H, rows i, f, g, o), "c" and "h". With a `clock`, in chunks
+    of steps (`fused_in_chunks`) so that it can report progress and stop.
     """
+    if clock is not None and record is not None:
+        return fused_in_chunks(x, h0, c0, weights, record, clock)
     D = len(weights)
     has_bias = weights[0].bias_ih is not None
     params = [p for w in weights for p in w.flat()]
@@ -234,36 +260,86 @@ def fused_layer(x: Tensor, h0: Tensor, c0: Tensor, weights: list[DirectionWeight
                                 bidirectional=D == 2, batch_first=False)  # out (T, B, D·H_r)
     if record is None:
         return out, h_n, c_n
-    T, B = x.shape[:2]
     H_r = h0.shape[-1]
     for d, w in enumerate(weights):
-        reverse = d == 1
         h = out[..., d * H_r:(d + 1) * H_r]  # h_t indexed by input position
-        # [x_t, h_{t−1}] as step t saw them: h_{t−1} is the previous step in this direction's order, h0 first.
-        h_prev = torch.cat((h[1:], h0[d][None])) if reverse else torch.cat((h0[d][None], h[:-1]))
-        xh = torch.cat((x, h_prev), dim=-1).view(T * B, -1)
-        H = w.weight_hh.shape[0] // 4
-        W = torch.cat((w.weight_ih, w.weight_hh), dim=1)  # (4H, I_k + H_r)
-        # z_t = W_ih x_t + W_hh h_{t−1} + b_ih + b_hh, for all t at once, written straight into the
-        # trace's gate buffer (T, B, 4H) and activated there in place: no (T, B, 4H) temporary.
-        gates = record["gates"][d]
-        flat = gates.view(T * B, 4 * H)
-        if has_bias:
-            torch.addmm(w.bias_ih + w.bias_hh, xh, W.T, out=flat)
-        else:
-            torch.mm(xh, W.T, out=flat)
-        gates[..., 2 * H:3 * H].tanh_()  # g_t = tanh(W_ig x_t + b_ig + W_hg h_{t−1} + b_hg)
-        gates[..., :2 * H].sigmoid_()  # i_t, f_t = σ(W_i· x_t + b_i· + W_h· h_{t−1} + b_h·)
-        gates[..., 3 * H:].sigmoid_()  # o_t = σ(W_io x_t + b_io + W_ho h_{t−1} + b_ho)
-        i, f, g = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H]
-        # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t, run in this direction's own time order
-        if reverse:  # flip() copies, so scan into a buffer and flip that back
-            c = linear_scan(f.flip(0), (i * g).flip(0), c0[d], out=x.new_empty(T, B, H))
-            record["c"][d].copy_(c.flip(0))
-        else:
-            linear_scan(f, i * g, c0[d], out=record["c"][d])
+        rebuild(x, h, h0[d], c0[d], w, gates_weight(w), record["gates"][d], record["c"][d], reverse=d == 1)
         record["h"][d].copy_(h)
     return out, h_n, c_n
+
+
+def gates_weight(w: DirectionWeights) -> Tensor:
+    """[W_ih, W_hh] (4H, I_k + H_r): z_t without the bias is this times [x_t, h_{t−1}]."""
+    return torch.cat((w.weight_ih, w.weight_hh), dim=1)
+
+
+def rebuild(x: Tensor, h: Tensor, h_before: Tensor, c_before: Tensor, w: DirectionWeights, W: Tensor,
+            gates: Tensor, c_out: Tensor, reverse: bool) -> None:
+    """Every gate and c of a run of steps from its x (n, B, I_k) and the h it computed (n, B, H_r), indexed by
+    input position; h_before and c_before are the state before its first step in this direction's order (h0, c0
+    for a whole sequence). Writes gates (n, B, 4H) and c (n, B, H), contiguous views of the trace's buffers."""
+    n, B = x.shape[:2]
+    H = c_out.shape[-1]
+    # [x_t, h_{t−1}] as step t saw them: h_{t−1} is the previous step in this direction's order, h_before first.
+    h_prev = torch.cat((h[1:], h_before[None])) if reverse else torch.cat((h_before[None], h[:-1]))
+    xh = torch.cat((x, h_prev), dim=-1).view(n * B, -1)
+    # z_t = W_ih x_t + W_hh h_{t−1} + b_ih + b_hh, for all t at once, written straight into the
+    # trace's gate buffer (n, B, 4H) and activated there in place: no (n, B, 4H) temporary.
+    flat = gates.view(n * B, 4 * H)
+    if w.bias_ih is not None:
+        torch.addmm(w.bias_ih + w.bias_hh, xh, W.T, out=flat)
+    else:
+        torch.mm(xh, W.T, out=flat)
+    gates[..., 2 * H:3 * H].tanh_()  # g_t = tanh(W_ig x_t + b_ig + W_hg h_{t−1} + b_hg)
+    gates[..., :2 * H].sigmoid_()  # i_t, f_t = σ(W_i· x_t + b_i· + W_h· h_{t−1} + b_h·)
+    gates[..., 3 * H:].sigmoid_()  # o_t = σ(W_io x_t + b_io + W_ho h_{t−1} + b_ho)
+    i, f, g = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H]
+    # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t, run in this direction's own time order
+    if reverse:  # flip() copies, so scan into a buffer and flip that back
+        c = linear_scan(f.flip(0), (i * g).flip(0), c_before, out=x.new_empty(n, B, H))
+        c_out.copy_(c.flip(0))
+    else:
+        linear_scan(f, i * g, c_before, out=c_out)
+
+
+FIRST_CHUNK = 16  # steps; later chunks are sized by the clock from how long the last one took
+
+
+def fused_in_chunks(x: Tensor, h0: Tensor, c0: Tensor, weights: list[DirectionWeights], record: dict[str, Tensor],
+                    clock: Clock) -> tuple[Tensor, Tensor, Tensor]:
+    """`fused_layer` direction by direction, a chunk of steps at a time: torch.lstm over the chunk from the (h, c)
+    the previous chunk ended with, then its gates and c (`rebuild`), then the clock. Same values as one call, to
+    rounding (the tests hold both to nn.LSTM); a reverse chunk is fed to torch.lstm flipped, as its own kernel
+    does."""
+    T, B = x.shape[:2]
+    D, H_r = len(weights), h0.shape[-1]
+    has_bias = weights[0].bias_ih is not None
+    out = x.new_empty(T, B, D * H_r)
+    h_n, c_n = [], []
+    for d, w in enumerate(weights):
+        reverse, W = d == 1, gates_weight(w)
+        h, c, c_scan = h0[d], c0[d], c0[d]  # torch.lstm's state, and the rebuilt c, before the next chunk
+        done, n = 0, FIRST_CHUNK
+        while done < T:
+            n = min(n, T - done)
+            a, b = (T - done - n, T - done) if reverse else (done, done + n)  # input positions of this chunk
+            start = time.perf_counter()
+            xs = x[a:b].flip(0) if reverse else x[a:b]
+            hs, h_last, c_last = torch.lstm(xs, (h[None], c[None]), w.flat(), has_biases=has_bias, num_layers=1,
+                                            dropout=0.0, train=False, bidirectional=False, batch_first=False)
+            hs = hs.flip(0) if reverse else hs
+            rebuild(x[a:b], hs, h, c_scan, w, W, record["gates"][d][a:b], record["c"][d][a:b], reverse)
+            record["h"][d][a:b] = hs
+            out[a:b, :, d * H_r:(d + 1) * H_r] = hs
+            h, c, c_scan = h_last[0], c_last[0], record["c"][d][a if reverse else b - 1]
+            done += n
+            if x.is_cuda:  # time the chunk's work, not its launches: chunks and reports then follow the GPU
+                torch.cuda.synchronize(x.device)
+            clock.tick(d, done)
+            n = clock.next_chunk(n, time.perf_counter() - start)
+        h_n.append(h)
+        c_n.append(c)
+    return out, torch.stack(h_n), torch.stack(c_n)
 
 
 ENGINES = {"stepwise": stepwise_layer, "fused": fused_layer}

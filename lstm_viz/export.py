@@ -38,6 +38,13 @@ STATE_ARRAYS = QUANTITIES + ("output", "h_n", "c_n", "h0", "c0")
 # A trace file is refused before any array is read when its arrays would take more than this in memory.
 LOAD_MAX_BYTES = 4 * 2**30
 META_MAX_BYTES = 2**20
+# The long CSV spends ~40 bytes of text per value: above this many it is refused (the .npz holds them all).
+LONG_CSV_MAX_VALUES = 2_000_000
+CSV_BYTES_PER_VALUE = 100
+# A figure's HTML: plotly.js (~4.6 MB) plus base64 arrays (~5.4 bytes a value in the spec, again in the page).
+FIGURE_MAX_VALUES = 2_000_000
+FIGURE_BYTES_PER_VALUE = 24
+FIGURE_BASE_BYTES = 16_000_000  # while it is written: the text, its buffer and the copy handed to the download
 # Significant digits that make each float format round-trip exactly (max_digits10).
 DIGITS = {torch.float16: 5, torch.bfloat16: 4, torch.float32: 9, torch.float64: 17}
 
@@ -197,16 +204,36 @@ def _read_meta(archive: np.lib.npyio.NpzFile) -> dict:
     return meta
 
 
-def to_long_csv(trace: Trace) -> str:
-    """Every value of f, i, g, o, c, h as CSV rows `layer,direction,t,batch,unit,quantity,value`."""
+def long_csv_values(trace: Trace) -> int:
+    """Rows `to_long_csv` would write: every value of f, i, g, o, c and h."""
+    return sum(trace.get(q).numel() for q in QUANTITIES)
+
+
+def check_long_csv(trace: Trace, max_values: int = LONG_CSV_MAX_VALUES) -> None:
+    """ValueError, offering the .npz, when the long CSV of `trace` would be too big to build on a shared server."""
+    rows = long_csv_values(trace)
+    if rows > max_values:
+        raise ValueError(f"the long CSV of this trace would have {rows:,} rows (about {rows * 40 / 1e6:,.0f} MB); "
+                         f"the limit here is {max_values:,}: download the .npz instead (every value, exact, smaller), "
+                         "or lower seq_len or batch_size")
+
+
+def to_long_csv(trace: Trace, max_values: int = LONG_CSV_MAX_VALUES) -> bytes:
+    """Every value of f, i, g, o, c, h as CSV rows `layer,direction,t,batch,unit,quantity,value` (UTF-8), written
+    one step at a time into one buffer; refused (ValueError) above `max_values` rows."""
+    check_long_csv(trace, max_values)
     digits = DIGITS.get(trace.f.dtype, 17)
-    lines = ["layer,direction,t,batch,unit,quantity,value"]
+    out = io.BytesIO()
+    out.write(b"layer,direction,t,batch,unit,quantity,value\n")
     for q in QUANTITIES:
         values = trace.get(q).detach().cpu()
-        # tolist() gives exact Python floats (also for bfloat16), in the same C order as ndindex.
-        for index, v in zip(np.ndindex(*values.shape), values.reshape(-1).tolist(), strict=True):
-            lines.append(f"{','.join(map(str, index))},{q},{v:.{digits}g}")
-    return "\n".join(lines) + "\n"
+        for index in np.ndindex(*values.shape[:3]):  # (layer, direction, t): one block of batch × units
+            prefix = ",".join(map(str, index))
+            # tolist() gives exact Python floats (also for bfloat16), in C order over (batch, unit).
+            block = values[index].tolist()
+            out.write("".join(f"{prefix},{b},{u},{q},{v:.{digits}g}\n" for b, row in enumerate(block)
+                              for u, v in enumerate(row)).encode())
+    return out.getvalue()
 
 
 def state_dict_bytes(module: nn.Module) -> bytes:
@@ -216,6 +243,13 @@ def state_dict_bytes(module: nn.Module) -> bytes:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.getvalue()
+
+
+def check_figure_values(values: int, max_values: int = FIGURE_MAX_VALUES) -> None:
+    """ValueError when a figure of `values` numbers is too big to write as one HTML page here."""
+    if values > max_values:
+        raise ValueError(f"this figure would hold {values:,} values; the limit for an HTML figure here is "
+                         f"{max_values:,}: lower batch_size or hidden_size, or download the .npz")
 
 
 def figure_html(fig) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
 
+from . import escape
 from .trace import Trace
 
 # Explicit lists, not names: plotly.js knows "Viridis" but not plotly.py's "RdBu_r", and specs reach it unvalidated.
@@ -187,7 +188,8 @@ def over_time_spec(trace: Trace, t: int, layer: int = 0, direction: int = 0, bat
                                 xanchor="left", yanchor="bottom", showarrow=False, font={"size": 12}))
     xaxis = {"title": {"text": "time step t"}, "anchor": f"y{n}", "range": [start - 0.5, stop - 0.5]}
     if time_labels is not None and stop - start <= 64:
-        xaxis |= {"tickvals": list(range(start, stop)), "ticktext": list(time_labels[start:stop])}
+        xaxis |= {"tickvals": list(range(start, stop)),
+                  "ticktext": [escape.plotly(x) for x in time_labels[start:stop]]}
     window = "" if stop - start == trace.seq_len else \
         f" · steps {start}–{stop - 1} of {trace.seq_len} (a window around t)"
     layout |= colour_axes(trace, layer, direction, {"coloraxis": dict(x=1.01, y=0.75, len=0.45),
@@ -243,7 +245,7 @@ def unit_spec(trace: Trace, unit: int, batch: int = 0, t: int | None = None,
                                 xref="paper", yref="paper", xanchor="left", yanchor="bottom", showarrow=False))
     xaxis = {"title": {"text": "time step t"}, "anchor": f"y{n if n > 1 else ''}"}
     if time_labels is not None and trace.seq_len <= 64:
-        xaxis |= {"tickvals": list(range(trace.seq_len)), "ticktext": list(time_labels)}
+        xaxis |= {"tickvals": list(range(trace.seq_len)), "ticktext": [escape.plotly(x) for x in time_labels]}
     shapes = [] if t is None else [dict(type="line", xref="x", yref="paper", x0=t, x1=t, y0=0, y1=1,
                                         line=dict(MARKER))]
     layout |= dict(xaxis=xaxis, annotations=annotations, shapes=shapes, height=230 * n + 80,

@@ -1,30 +1,36 @@
-"""Resource guard: estimate a trace's memory and time before computing it, and refuse what a small server
-cannot hold, with a message that says what to lower. Budgets come from the environment:
+"""Resource guard: estimate what a request will take before doing it, and refuse what a small server cannot hold,
+with a message that says what to lower. Budgets come from the environment:
 
     LSTM_VIZ_MAX_TRACE_GB   memory one trace may take (default 2 GB, for a 2-core, few-GB server)
-    LSTM_VIZ_MAX_TRACE_S    estimated seconds one trace may take (default 120 s)
-    LSTM_VIZ_MAX_TOTAL_GB   memory the traces of all sessions may hold together (default 4 GB)
+    LSTM_VIZ_MAX_TRACE_S    seconds one run may take (default 120 s): estimated before, enforced while it runs
+    LSTM_VIZ_MAX_TOTAL_GB   memory the whole server may use (default 4 GB): its own baseline (imports, measured
+                            once by `count_process_baseline`) plus everything the account below holds
 
-The total is kept by `admitted` (a trace being computed) and `hold` (a trace some session keeps): sizes only,
-and weak references, so a trace is counted exactly while it is alive.
+One memory account per server (sessions are threads of one process). Everything a request allocates in proportion
+to user data is charged to it: `charged` for work in progress (a trace being computed with its temporaries, an
+upload being parsed, an export being written), `hold` for what a session keeps (its trace, its explorer windows),
+counted exactly while the object is alive. Sizes and weak references only: the account keeps nothing alive.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import torch
+
+from . import cost
 from .config import LSTMConfig
 from .shapes import parameter_count
 
-# Peak memory while tracing over the trace's own tensors (measured 1.32 at T=100,000, H=256: docs/benchmarks.md).
-PEAK_OVER_TENSORS = 1.4
-# Floating-point work a trace does per second on the slowest server we plan for (2 CPU cores; the fused engine
-# does each GEMM twice): a deliberately low figure, so an estimate errs on the long side.
-FLOPS_PER_SECOND = 20e9
+# Peak memory of an app run (trace, parity check, the first explorer window) over the trace's own tensors, by engine:
+# measured 1.56–1.76 for fused and 2.31–2.42 for stepwise, whose steps are stacked into the trace at the end
+# (docs/benchmarks.md, "Memory of a run").
+PEAK_OVER_TENSORS = {"fused": 1.9, "stepwise": 2.6}
 
 
 class ResourceError(ValueError):
@@ -45,13 +51,6 @@ def trace_bytes(cfg: LSTMConfig, seq_len: int, batch_size: int, dtype_bytes: int
     return (seq_len * batch_size * (states + inputs + output) + 2 * parameter_count(cfg)) * dtype_bytes
 
 
-def trace_seconds(cfg: LSTMConfig, seq_len: int, batch_size: int) -> float:
-    """A pessimistic estimate of tracing time: the LSTM's GEMMs, twice, at FLOPS_PER_SECOND."""
-    L, D, H, H_r = cfg.num_layers, cfg.num_directions, cfg.hidden_size, cfg.real_hidden_size
-    flops = sum(2 * 4 * H * (cfg.layer_input_size(layer) + H_r) for layer in range(L)) * D * seq_len * batch_size
-    return 2 * flops / FLOPS_PER_SECOND
-
-
 def budgets() -> tuple[float, float]:
     """(bytes, seconds) one trace may take here."""
     gigabytes = float(os.environ.get("LSTM_VIZ_MAX_TRACE_GB", "2"))
@@ -60,18 +59,18 @@ def budgets() -> tuple[float, float]:
 
 
 def total_budget() -> float:
-    """Bytes the traces of all sessions may hold together."""
+    """Bytes the whole server may use: its baseline plus everything the account holds."""
     return float(os.environ.get("LSTM_VIZ_MAX_TOTAL_GB", "4")) * 1e9
 
 
 class _Ledger:
-    """Bytes of the traces alive in this process (sessions are threads of one server), and of those being
-    computed. Sizes and weak references only: it keeps no trace alive and no session's data."""
+    """Bytes alive (by object id) and being worked on in this process, plus its baseline."""
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.alive: dict[int, int] = {}  # id(trace) -> its bytes
+        self.alive: dict[int, int] = {}  # id(object) -> its bytes
         self.computing = 0
+        self.baseline = 0  # the process's own memory, once measured (0: not counted, e.g. outside the app)
 
     def total(self) -> int:
         return sum(self.alive.values()) + self.computing
@@ -84,49 +83,116 @@ class _Ledger:
 _ledger = _Ledger()
 
 
+def _trim() -> Callable[[], object]:
+    """glibc's malloc_trim(0): hands freed heap memory back to the system (a run's many small per-step tensors
+    leave it fragmented and resident otherwise); a no-op elsewhere."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return lambda: libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        return lambda: None
+
+
+release_free_memory = _trim()
+
+
+def process_rss() -> int:
+    """Resident bytes of this process now (Linux; 0 where /proc is absent)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def count_process_baseline() -> None:
+    """From now on, the server total also counts this process's memory as it is now (after its imports): the app
+    calls this on its first run, so LSTM_VIZ_MAX_TOTAL_GB bounds the whole server's memory."""
+    with _ledger.lock:
+        if not _ledger.baseline:
+            _ledger.baseline = process_rss()
+
+
+def baseline_counted() -> bool:
+    return bool(_ledger.baseline)
+
+
 def held_bytes() -> int:
-    """Bytes of the traces alive in this process, plus those being computed."""
+    """Bytes the account holds: objects alive plus work in progress (the baseline is not included)."""
     with _ledger.lock:
         return _ledger.total()
 
 
-def hold(trace, nbytes: int) -> None:
-    """Count `trace` (of `nbytes`) against the total until it is garbage collected."""
+def server_bytes() -> int:
+    """What the server total counts now: the baseline plus `held_bytes`."""
     with _ledger.lock:
-        _ledger.alive[id(trace)] = nbytes
-    weakref.finalize(trace, _ledger.release, id(trace))
+        return _ledger.baseline + _ledger.total()
+
+
+def hold(obj, nbytes: int) -> None:
+    """Count `obj` (of `nbytes`) against the total until it is garbage collected."""
+    with _ledger.lock:
+        _ledger.alive[id(obj)] = nbytes
+    weakref.finalize(obj, _ledger.release, id(obj))
 
 
 @contextmanager
-def admitted(cfg: LSTMConfig, seq_len: int, batch_size: int, dtype_bytes: int = 4) -> Iterator[int]:
-    """Check the trace (`check_trace`) and that all sessions' traces fit the total with it; while the block
-    computes it, its estimated bytes count as held. Yields that estimate."""
-    check_trace(cfg, seq_len, batch_size, dtype_bytes)
-    need = int(PEAK_OVER_TENSORS * trace_bytes(cfg, seq_len, batch_size, dtype_bytes))
+def charged(nbytes: int, what: str) -> Iterator[int]:
+    """Count `nbytes` against the server total while the block runs; ResourceError, before the block starts,
+    when the total cannot take them now. `what` names the work in the message ("this trace", "parsing the file")."""
+    nbytes = int(nbytes)
     total = total_budget()
+    rss = process_rss() if _ledger.baseline else 0  # in a server: what it really holds, if more than counted
     with _ledger.lock:
-        busy = _ledger.total()
-        if busy + need > total:
-            raise ResourceError(f"the server is busy: the traces of all sessions hold {_size(busy)} of the "
-                                f"{_size(total)} allowed and this one needs {_size(need)}. Lower "
-                                "seq_len, batch_size, hidden_size or num_layers, or try again in a while.")
-        _ledger.computing += need
+        busy = max(_ledger.baseline + _ledger.total(), rss)
+        if busy + nbytes > total:
+            raise ResourceError(f"the server is busy: it holds {_size(busy)} of the {_size(total)} allowed and "
+                                f"{what} needs {_size(nbytes)}. Lower seq_len, batch_size, hidden_size or "
+                                "num_layers, or try again in a while.")
+        _ledger.computing += nbytes
     try:
-        yield need
+        yield nbytes
     finally:
         with _ledger.lock:
-            _ledger.computing -= need
+            _ledger.computing -= nbytes
+
+
+@contextmanager
+def admitted(cfg: LSTMConfig, seq_len: int, batch_size: int, dtype_bytes: int = 4,
+             device: str = "cpu") -> Iterator[int]:
+    """Check the trace (`check_trace`) and charge its peak (tensors and the engines' temporaries) to the server
+    total while the block computes it. Yields that estimate."""
+    check_trace(cfg, seq_len, batch_size, dtype_bytes, device)
+    try:
+        with charged(peak_bytes(cfg, seq_len, batch_size, dtype_bytes, device), "this trace") as need:
+            yield need
+    finally:
+        release_free_memory()
+
+
+def peak_bytes(cfg: LSTMConfig, seq_len: int, batch_size: int, dtype_bytes: int = 4, device: str = "cpu") -> int:
+    """Peak memory of the app's run of this trace: its tensors times the peak factor of the engine `auto` picks."""
+    dtype = torch.float64 if dtype_bytes == 8 else torch.float32
+    engine = cost.faster_engine(cfg, seq_len, batch_size, device, dtype)
+    return int(PEAK_OVER_TENSORS[engine] * trace_bytes(cfg, seq_len, batch_size, dtype_bytes))
 
 
 def _size(nbytes: float) -> str:
     return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.1f} MB"
 
 
-def check_trace(cfg: LSTMConfig, seq_len: int, batch_size: int, dtype_bytes: int = 4) -> None:
+def run_seconds(cfg: LSTMConfig, seq_len: int, batch_size: int, dtype_bytes: int = 4, device: str = "cpu") -> float:
+    """Seconds the app's run (trace by the faster engine, then the parity check) takes here, by the cost model
+    calibrated on this machine's own engines (lstm_viz.cost)."""
+    dtype = torch.float64 if dtype_bytes == 8 else torch.float32
+    return cost.estimate_seconds(cfg, seq_len, batch_size, "auto", device, dtype)
+
+
+def check_trace(cfg: LSTMConfig, seq_len: int, batch_size: int, dtype_bytes: int = 4, device: str = "cpu") -> None:
     """Raise ResourceError, saying what to lower, when this trace would exceed the server's budgets."""
     max_bytes, max_seconds = budgets()
-    need = PEAK_OVER_TENSORS * trace_bytes(cfg, seq_len, batch_size, dtype_bytes)
-    seconds = trace_seconds(cfg, seq_len, batch_size)
+    need = peak_bytes(cfg, seq_len, batch_size, dtype_bytes, device)
+    seconds = run_seconds(cfg, seq_len, batch_size, dtype_bytes, device)
     problems = []
     if need > max_bytes:
         fit = int(seq_len * max_bytes / need)

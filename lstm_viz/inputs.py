@@ -9,7 +9,7 @@ import math
 import numbers
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -273,15 +273,30 @@ def _decode(data: bytes | str) -> str:
     return text.removeprefix("\ufeff")  # Excel starts its UTF-8 CSVs with a byte-order mark
 
 
+def _data_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) of each line holding data, one at a time (a list of a 50 MB file's lines would take
+    hundreds of MB): blank lines and "# ..." comments (np.savetxt's header) are skipped."""
+    start, number = 0, 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        line, start, number = text[start:end], end + 1, number + 1
+        if line.strip() and not line.lstrip().startswith("#"):
+            yield number, line
+
+
 def from_csv(data: bytes | str, *, dtype=torch.float32) -> SequenceInput:
-    """A table: rows are timesteps, columns features; a first row with no number in it is a header."""
+    """A table: rows are timesteps, columns features; a first row with no number in it is a header.
+
+    Read line by line into one preallocated array: memory is the text and the values, whatever the number of lines.
+    """
     _check_dtype(dtype)
     limit = torch.finfo(dtype).max
-    lines = [(n, line) for n, line in enumerate(_decode(data).replace("\u2212", "-").splitlines(), start=1)
-             if line.strip() and not line.lstrip().startswith("#")]  # np.savetxt writes its header as "# ..."
-    if not lines:
+    text = _decode(data).replace("\r\n", "\n").replace("\r", "\n").replace("\u2212", "-")
+    first_number, first = next(_data_lines(text), (0, ""))
+    if not first:
         raise InputError("empty file: no rows of numbers found")
-    sep = next((d for d in ",\t;" if d in lines[0][1]), None)  # None: columns split by whitespace
+    sep = next((d for d in ",\t;" if d in first), None)  # None: columns split by whitespace
 
     def cells(line: str) -> list[str]:
         row = [c.strip() for c in (next(csv.reader([line], delimiter=sep)) if sep else line.split())]
@@ -289,28 +304,31 @@ def from_csv(data: bytes | str, *, dtype=torch.float32) -> SequenceInput:
             row.pop()
         return row
 
-    width, why = None, ""
-    first = cells(lines[0][1])
-    header = not any(_NUMBER.fullmatch(c) or _NONFINITE.fullmatch(c) for c in first)
+    header_cells = cells(first)
+    header = not any(_NUMBER.fullmatch(c) or _NONFINITE.fullmatch(c) for c in header_cells)
+    rows = sum(1 for _ in _data_lines(text)) - header
+    if header and not rows:
+        raise InputError("no data rows after the header")
+    _check_sizes(rows, 1, len(header_cells))  # a row per line: refuse a huge file before parsing it
+    width, why = (len(header_cells), f"as in the header, row {first_number}") if header else (None, "")
+    values: np.ndarray | None = None
+    lines = _data_lines(text)
     if header:
-        width, why = len(first), f"as in the header, row {lines[0][0]}"
-        lines = lines[1:]
-        if not lines:
-            raise InputError("no data rows after the header")
-    _check_sizes(len(lines), 1, len(first))  # a row per line: refuse a huge file before parsing it
-    rows: list[list[float]] = []
-    for n, line in lines:
+        next(lines)
+    for k, (n, line) in enumerate(lines):
         row = cells(line)
         if width is None:
             width, why = len(row), f"as in row {n}"
+            _check_sizes(rows, 1, width)
         if len(row) != width:
             raise InputError(f"row {n}: expected {_plural(width, 'column')} ({why}), found {len(row)}")
+        if values is None:
+            values = np.empty((rows, width))
         label = f"row {n}, column"
-        rows.append([_number(c, limit, label, j) for j, c in enumerate(row, start=1)])
-    _check_sizes(len(rows), 1, width)
-    x = torch.tensor(rows, dtype=torch.float64).to(dtype).unsqueeze(1)  # (T, 1, F)
-    source = f"CSV, {len(rows)} rows × {_plural(width, 'column')}" + (", header skipped" if header else "")
-    return SequenceInput(x, _time_labels(len(rows)), source)
+        values[k] = [_number(c, limit, label, j) for j, c in enumerate(row, start=1)]
+    x = torch.from_numpy(values).to(dtype).unsqueeze(1)  # (T, 1, F)
+    source = f"CSV, {rows} rows × {_plural(width, 'column')}" + (", header skipped" if header else "")
+    return SequenceInput(x, _time_labels(rows), source)
 
 
 def from_npy(data: bytes, *, dtype=torch.float32) -> SequenceInput:
@@ -357,6 +375,16 @@ def from_npy(data: bytes, *, dtype=torch.float32) -> SequenceInput:
 
 
 _LOADERS = {".csv": from_csv, ".txt": from_csv, ".npy": from_npy}
+
+
+def parse_bytes(name: str, data: bytes) -> int:
+    """A bound on the memory `load_file` takes for this file, to charge before reading it: the file, its text
+    (two copies while line endings are normalised; 4 bytes a character once one is outside Latin-1) for a CSV,
+    and the values as float64 and as the tensor (a value needs at least 2 bytes of CSV, 1 of .npy)."""
+    if os.path.splitext(name)[1].lower() == ".npy":
+        return len(data) + 12 * min(MAX_VALUES, len(data))
+    text = 2 * len(data) * (1 if data.isascii() else 4)
+    return len(data) + text + 12 * min(MAX_VALUES, len(data) // 2 + 1)
 
 
 def load_file(name: str, data: bytes, *, dtype=torch.float32) -> SequenceInput:

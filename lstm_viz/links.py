@@ -32,9 +32,13 @@ def from_query(cls: type[State], params: dict[str, str], limits: dict[str, tuple
             continue
         text = params[f.name]
         kind = type(getattr(default, f.name))
+        if len(text) > MAX_LINK_TEXT:
+            problems.append(f"URL parameter {f.name} is {len(text):,} characters long, more than a link carries "
+                            f"({MAX_LINK_TEXT:,}); ignored")
+            continue
         try:
             value = from_text(text, kind)
-        except ValueError:
+        except (ValueError, TypeError, OverflowError):
             problems.append(f"URL parameter {f.name}={text!r} is not a valid {kind.__name__}; ignored")
             continue
         if f.name in limits and not limits[f.name][0] <= value <= limits[f.name][1]:

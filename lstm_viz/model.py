@@ -16,12 +16,14 @@ The cell and the engines that run it live in engines.py; this module is the nn.M
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import LSTMConfig
+from .cost import Clock
 from .engines import ENGINES, DirectionWeights, auto_engine
 from .trace import Trace
 
@@ -103,23 +105,34 @@ class InstrumentedLSTM(nn.Module):
         return output, (h_n, c_n)
 
     @torch.no_grad()
-    def trace(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None, engine: str = "auto") -> Trace:
+    def trace(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None, engine: str = "auto",
+              progress: Callable[[float], object] | None = None, deadline: float | None = None) -> Trace:
         """Forward pass plus every gate and state, detached, as a Trace.
 
         engine: "stepwise" runs the cell (`engines.lstm_cell`) step by step (the reference); "fused" lets
         torch's fused LSTM give h, then rebuilds every gate from (x_t, h_{t−1}) in one GEMM and c by a scan;
-        "auto" picks the faster for this model's size (`engines.auto_engine`). The tests hold both to nn.LSTM
-        and to each other.
+        "auto" picks the faster for this model and input by the cost model (`cost.faster_engine`). The tests
+        hold both to nn.LSTM and to each other.
+        progress: called with the fraction done (0 to 1) at the start, about every 0.1 s of work, and at the end;
+        whatever it raises stops the trace and propagates.
+        deadline: a time.monotonic() value; past it the trace stops with cost.TooSlow, saying how far it got.
         """
         engine = self.auto_engine(input) if engine == "auto" else engine
-        output, h_n, c_n, parts = self._run(input, hx, record=True, engine=engine)
+        output, h_n, c_n, parts = self._run(input, hx, record=True, engine=engine, progress=progress,
+                                            deadline=deadline)
         return Trace(config=self.config, output=output, h_n=h_n, c_n=c_n, batched=input.dim() == 3,
                      weights={k: v.detach().clone() for k, v in self.state_dict().items()},
                      engine=engine, **parts)
 
     def auto_engine(self, input: Tensor) -> str:
-        """The faster engine for this model's size (`engines.auto_engine`); `input` does not change it."""
-        return auto_engine(self.weight_hh_l0)
+        """The faster engine for this model on `input` (its length and batch), by the cost model."""
+        shape = tuple(input.shape) if isinstance(input, Tensor) else ()
+        if len(shape) == 3:
+            T, B = (shape[1], shape[0]) if self.batch_first else shape[:2]
+        else:  # unbatched (T, I), or an input that `_run` will refuse, for which any engine does
+            T, B = shape[0] if len(shape) == 2 else 1, 1
+        w = self.weight_hh_l0
+        return auto_engine(self.config, T, B, w.device, w.dtype)
 
     def _check_input(self, input: Tensor, hx) -> tuple[Tensor, Tensor, Tensor, bool]:
         """nn.LSTM's checks and normalisation: returns x (T, B, I), h0, c0 (L·D, B, ·), batched."""
@@ -162,7 +175,7 @@ class InstrumentedLSTM(nn.Module):
                 raise RuntimeError(f"Expected hidden[{k}] size {expected}, got {list(state.shape)}")
         return x, h0, c0, batched
 
-    def _run(self, input: Tensor, hx, record: bool, engine: str = "stepwise"):
+    def _run(self, input: Tensor, hx, record: bool, engine: str = "stepwise", progress=None, deadline=None):
         """All layers and directions. Returns output, h_n, c_n as nn.LSTM does, and the recorded parts."""
         cfg = self.config
         x, h0, c0, batched = self._check_input(input, hx)
@@ -178,6 +191,10 @@ class InstrumentedLSTM(nn.Module):
             records = {"gates": x.new_empty(L, D, T, B, 4 * cfg.hidden_size),
                        "c": x.new_empty(L, D, T, B, cfg.hidden_size),
                        "h": x.new_empty(L, D, T, B, cfg.real_hidden_size)}
+        clock = None
+        if progress is not None or deadline is not None:
+            clock = Clock(T, L, D, progress, deadline)
+            clock.tick(0, 0)  # a deadline already passed stops here, before any work
         h_n, c_n, layer_inputs = [], [], []
         layer_in = x
         for layer in range(L):
@@ -186,9 +203,15 @@ class InstrumentedLSTM(nn.Module):
             layer_inputs.append(layer_in)
             weights = [self.direction_weights(layer, d) for d in range(D)]
             rec = None if records is None else {q: r[layer] for q, r in records.items()}
-            layer_in, h_last, c_last = ENGINES[engine](layer_in, h0[layer], c0[layer], weights, rec)
+            if clock is None:
+                layer_in, h_last, c_last = ENGINES[engine](layer_in, h0[layer], c0[layer], weights, rec)
+            else:
+                clock.layer = layer
+                layer_in, h_last, c_last = ENGINES[engine](layer_in, h0[layer], c0[layer], weights, rec, clock)
             h_n.append(h_last)
             c_n.append(c_last)
+        if clock is not None:
+            clock.finish()
         output = layer_in.transpose(0, 1) if cfg.batch_first else layer_in
         h_n, c_n = torch.cat(h_n), torch.cat(c_n)  # (L·D, B, ·), layer-major
         if not batched:

@@ -10,14 +10,33 @@ from __future__ import annotations
 from dataclasses import replace
 
 import streamlit as st
+from streamlit import runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from . import cost, guard
 from .pipeline import AppConfig
-from .session import SessionData
+from .session import SessionData, release_disconnected
 from .view import LONG_TEXTS, Origin, Sources, View
 
 CONFIG, SOURCES, VIEW, ORIGIN, SESSION = "state.config", "state.sources", "state.view", "state.origin", "state.session"
 PAGE_SEQ = "state.page_seq"  # the number of the explorer's last report: echoed, so the page can tell an echo
 SIDEBAR_BEHIND = "state.sidebar_behind"  # the explorer chose a unit or batch element the sidebar does not show yet
+
+
+def serve_memory() -> None:
+    """At the start of every run on a real server: count the server's own baseline in its memory budget (once),
+    and release what sessions whose browser has gone still hold. (Under AppTest there is no server: neither.)"""
+    if not runtime.exists():
+        return
+    if not guard.baseline_counted():
+        cost.rates()  # calibrate the time estimate now (~0.2 s, ~200 MB briefly): not inside a user's run
+        guard.count_process_baseline()
+    release_disconnected(runtime.get_instance().is_active_session)
+
+
+def _session_id() -> str:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else ""
 
 
 def init_from_url() -> list[str]:
@@ -33,7 +52,8 @@ def init_from_url() -> list[str]:
     for text, length in LONG_TEXTS.items():
         if getattr(origin, length):  # the link could not carry it: start empty, and say so (see link_gaps)
             sources = replace(sources, **{text: ""})
-    st.session_state.update({CONFIG: config, SOURCES: sources, VIEW: view, ORIGIN: origin, SESSION: SessionData()})
+    st.session_state.update({CONFIG: config, SOURCES: sources, VIEW: view, ORIGIN: origin,
+                             SESSION: SessionData(_session_id())})
     return problems + more + view_problems + origin_problems
 
 

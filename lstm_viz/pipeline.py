@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
 
 from . import guard, inputs, links, seeding
 from .config import LSTMConfig
+from .cost import TooSlow
 from .inputs import SequenceInput, check_input_size
 from .model import InstrumentedLSTM
 from .parity import ParityReport, check_trace
@@ -81,7 +84,8 @@ def make_sequence(config: AppConfig, params: dict) -> SequenceInput:
     if source == "file":
         if params.get("data") is None:
             raise inputs.InputError("no file yet: upload a .csv or .npy file")
-        return inputs.load_file(params["name"], params["data"])
+        with guard.charged(inputs.parse_bytes(params["name"], params["data"]), f"reading {params['name']}"):
+            return inputs.load_file(params["name"], params["data"])
     raise inputs.InputError(f"unknown input source {source!r}: choose one of {', '.join(INPUT_SOURCES)}")
 
 
@@ -119,9 +123,13 @@ def adopt_model(weights: InstrumentedLSTM, config: AppConfig) -> InstrumentedLST
     return model.to(config.device).eval()
 
 
-def run(config: AppConfig, seq: SequenceInput, weights: InstrumentedLSTM | None = None) -> Run:
+def run(config: AppConfig, seq: SequenceInput, weights: InstrumentedLSTM | None = None,
+        progress: Callable[[float], object] | None = None) -> Run:
     """Build the model for `config` (or adopt `weights`), feed it `seq`, trace it and check it against nn.LSTM.
 
+    Refused before any heavy work when the estimates exceed the budgets (guard); stopped, with a ResourceError
+    saying how far it got, once it has run for LSTM_VIZ_MAX_TRACE_S whatever the estimate said. `progress` is
+    called with the fraction traced, about every 0.1 s; what it raises stops the run (the app's Cancel).
     A fault on the GPU (out of memory, a driver error) does not end the session: the run is redone on the CPU
     and `Run.notice` says why.
     """
@@ -130,23 +138,27 @@ def run(config: AppConfig, seq: SequenceInput, weights: InstrumentedLSTM | None 
     else:
         lstm_config = config.lstm_config(seq.input_size if config.input_source in DATA_SIZED_SOURCES else None)
     dtype_bytes = DTYPES[config.dtype].itemsize
-    with guard.admitted(lstm_config, seq.seq_len, seq.batch_size, dtype_bytes):  # before any heavy work
-        result = on_device_or_cpu(config, lstm_config, seq, weights)
+    deadline = time.monotonic() + guard.budgets()[1]
+    with guard.admitted(lstm_config, seq.seq_len, seq.batch_size, dtype_bytes, config.device):  # before any work
+        try:
+            result = on_device_or_cpu(config, lstm_config, seq, weights, progress, deadline)
+        except TooSlow as err:
+            raise guard.ResourceError(str(err)) from None
     guard.hold(result.trace, guard.trace_bytes(lstm_config, seq.seq_len, seq.batch_size, dtype_bytes))
     return result
 
 
 def on_device_or_cpu(config: AppConfig, lstm_config: LSTMConfig, seq: SequenceInput,
-                     weights: InstrumentedLSTM | None) -> Run:
+                     weights: InstrumentedLSTM | None, progress=None, deadline: float | None = None) -> Run:
     """`traced_run` on the chosen device; after a GPU fault, on the CPU with a notice saying why."""
     try:
-        return traced_run(config, lstm_config, seq, weights)
+        return traced_run(config, lstm_config, seq, weights, progress, deadline)
     except RuntimeError as err:  # torch.OutOfMemoryError is one
         if config.device == "cpu":
             raise  # nowhere to fall back to
         if torch.cuda.is_initialized():
             torch.cuda.empty_cache()  # give back what the failed run held, for this and other sessions
-        result = traced_run(replace(config, device="cpu"), lstm_config, seq, weights)
+        result = traced_run(replace(config, device="cpu"), lstm_config, seq, weights, progress, deadline)
         why = ("ran out of GPU memory" if isinstance(err, torch.OutOfMemoryError)
                else f"failed: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}")
         result.notice = (f"{config.device.upper()} {why}; this run was computed on the CPU instead. Lower "
@@ -155,7 +167,7 @@ def on_device_or_cpu(config: AppConfig, lstm_config: LSTMConfig, seq: SequenceIn
 
 
 def traced_run(config: AppConfig, lstm_config: LSTMConfig, seq: SequenceInput,
-               weights: InstrumentedLSTM | None) -> Run:
+               weights: InstrumentedLSTM | None, progress=None, deadline: float | None = None) -> Run:
     """The device work of `run`, on `config.device`."""
     if config.device == "cuda":
         # TF32 would round cuDNN's float32 to ~1e-3, and the badge would rightly fail: the app shows exact numbers.
@@ -165,5 +177,9 @@ def traced_run(config: AppConfig, lstm_config: LSTMConfig, seq: SequenceInput,
     else:
         model = make_model(lstm_config, config.seed, config.device, config.dtype)
     x = model_input(seq, lstm_config, config.device, config.dtype)
-    trace = model.trace(x)
+    trace = model.trace(x, progress=progress, deadline=deadline)
+    if deadline is not None and time.monotonic() > deadline:  # the parity check would run past the limit
+        raise TooSlow(f"the trace took the whole time limit ({guard.budgets()[1]:g} s) and there is none left to "
+                      "check it against torch.nn.LSTM; lower seq_len, batch_size, hidden_size or num_layers",
+                      seq.seq_len, seq.seq_len, guard.budgets()[1], guard.budgets()[1])
     return Run(model, x, seq, trace, check_trace(model, x, trace))

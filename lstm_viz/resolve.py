@@ -5,6 +5,9 @@ wrong (if anything), and which sidebar fields the weights or the data fix, with 
 from __future__ import annotations
 
 import hashlib
+import logging
+import pickle
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -13,12 +16,15 @@ import torch
 
 from .guard import ResourceError
 from .inputs import InputError, SequenceInput
+from .loading import WeightsError
 from .model import InstrumentedLSTM
 from .pipeline import DATA_SIZED_SOURCES, AppConfig, Run, make_sequence, run
 from .session import SessionData
 from .tasks import Readout
 from .view import Sources
 
+_log = logging.getLogger(__name__)
+CANCELLED = "Cancelled: you stopped this run. Change a setting, or press Run again."
 MODEL_FIELDS = ("input_size", "hidden_size", "num_layers", "proj_size", "bidirectional", "bias")
 DATA_FIELDS = ("input_size", "seq_len", "batch_size")
 
@@ -59,22 +65,28 @@ class Resolved:
         return bool(self.problem) and self.run is not None
 
 
-def resolve(config: AppConfig, sources: Sources, params: dict, choice: ModelChoice,
-            session: SessionData) -> Resolved:
+def resolve(config: AppConfig, sources: Sources, params: dict, choice: ModelChoice, session: SessionData,
+            progress: Callable[[float], object] | None = None) -> Resolved:
     """The run for (config, input parameters, model choice); on a problem, the message and the last good run.
 
     `params` are `make_sequence`'s for the chosen input source (`sources.input_params`, or a file's bytes).
+    `progress` is told the fraction traced while a long run computes (pipeline.run). A run the user cancelled is
+    not started again until they change a setting or ask for it (`SessionData.run_again`).
     """
     if choice.weights is not None and config.input_source not in DATA_SIZED_SOURCES:
         config = replace(config, input_size=choice.weights.input_size)  # random and signal inputs fit the weights
     key = run_key(config, params, choice)
     if session.last_good_key == key:
+        session.cancel_requested = False  # a Cancel pressed too late: the run it meant had finished
         return session.last_good
+    if session.cancel_requested or session.cancelled_key == key:
+        session.cancel_requested, session.cancelled_key = False, key
+        return failed(config, sources, choice, session, CANCELLED)
     seq = None
     try:
         seq = choice.task_input if choice.task_input is not None else make_sequence(config, params)
-        result = run(config, seq, choice.weights)
-    except (InputError, ValueError, TypeError, RuntimeError) as err:
+        result = run(config, seq, choice.weights, progress)
+    except Exception as err:  # every kind: the page keeps the last good run and says what went wrong
         return failed(config, sources, choice, session, problem_text(err), seq)
     fixed = fixed_fields(config, choice, seq, result)
     resolved = Resolved(result, with_fixed(config, fixed), sources, "", fixed, choice.readout(result))
@@ -111,11 +123,29 @@ def run_key(config: AppConfig, params: dict, choice: ModelChoice) -> str:
     return repr((config, sorted(hashable.items()), choice.identity, task))
 
 
-def problem_text(err: Exception) -> str:
-    """A problem as the user reads it: its kind, then the message."""
-    out_of_memory = isinstance(err, (ResourceError, torch.OutOfMemoryError)) or "allocate memory" in str(err)
-    kind = "Input" if isinstance(err, InputError) else "Resource" if out_of_memory else "Configuration"
-    return f"{kind} problem: {err}"
+# What users' data and settings can raise, from our checks and from the libraries that parse and compute it.
+# Anything else is a bug of ours: still shown as a located message over the last good view, and logged.
+EXPECTED = (ValueError, TypeError, RuntimeError, ArithmeticError, LookupError, MemoryError, RecursionError, OSError,
+            EOFError, zipfile.BadZipFile, pickle.UnpicklingError)
+
+
+def problem_text(err: Exception, where: str = "") -> str:
+    """A problem as the user reads it: its kind, where it came from (e.g. a file name), then the message."""
+    out_of_memory = (isinstance(err, (ResourceError, torch.OutOfMemoryError, MemoryError))
+                     or "allocate memory" in str(err))
+    message = str(err).strip() or type(err).__name__
+    if isinstance(err, (InputError, WeightsError)):
+        kind = "Input"
+    elif out_of_memory:
+        kind = "Resource"
+    elif isinstance(err, RecursionError):
+        kind, message = "Input", "the data is nested too deeply to read"
+    elif isinstance(err, EXPECTED):
+        kind = "Configuration"
+    else:
+        _log.error("unexpected error while resolving a run", exc_info=err)
+        kind, message = "Unexpected", f"{type(err).__name__}: {message} (a bug in lstm-viz; the server log has details)"
+    return f"{kind} problem{' in ' + where if where else ''}: {message}"
 
 
 def fixed_fields(config: AppConfig, choice: ModelChoice, seq: SequenceInput | None,

@@ -8,12 +8,13 @@ import io
 
 import streamlit as st
 
-from . import analysis, escape, export, figures, shapes
+from . import analysis, escape, export, figures, guard, shapes
 from . import page_state as state
 from .equations import step_latex, step_terms
 from .explorer import component as explorer_component
 from .explorer import to_html, unit_payload, window_of, window_payload
-from .explorer.payload import unpack_header
+from .explorer.html import FILE_BUDGET
+from .explorer.payload import BYTE_BUDGET, unpack_header
 from .figures import DIRECTION_NAMES
 from .pipeline import AppConfig
 from .view import View
@@ -59,7 +60,7 @@ def step_view(run, view: View, readout=None) -> None:
     window = state.session().explorer_window(
         trace, (view.layer, view.direction, start, stop), lambda: window_payload(
             trace, view.layer, view.direction, view.timestep, labels=run.seq.labels,
-            vocab=run.seq.vocab, readout=readout))
+            vocab=run.seq.vocab, readout=readout), 2 * BYTE_BUDGET)
     focus = unit_payload(trace, view.layer, view.direction, (start, stop), view.unit, view.batch_index,
                          view.timestep, unpack_header(window)["id"], state.page_seq())
     explorer_component.mount(window, focus, state.follow_page)
@@ -119,35 +120,77 @@ def saturation_panel(trace, view: View) -> None:
 
 
 def export_panel(run, view: View, readout=None) -> None:
-    """Downloads, each made only when its button is pressed; the figures are those of the current view."""
+    """Downloads, each made only when its button is pressed, with its memory charged to the server while it is
+    written; one too big to write here is offered disabled, saying why. The figures are those of the current view."""
     trace, model = run.trace, run.model
-    cols = st.columns(3)
-    cols[0].download_button("Trace (.npz)", lambda: npz_bytes(trace), "trace.npz", key="export_npz",
-                            help="every gate and state, inputs and weights; lstm_viz.export.load_npz reads it back")
-    cols[1].download_button("Trace (long CSV)", lambda: export.to_long_csv(trace), "trace.csv", key="export_csv",
-                            help="layer, direction, t, batch, unit, quantity, value")
-    cols[2].download_button("Weights (.pt)", lambda: export.state_dict_bytes(model), "lstm_state_dict.pt",
-                            key="export_weights", help="loads into a plain torch.nn.LSTM with load_state_dict")
+    data = state.session()
     t, layer, direction, unit, batch = view.timestep, view.layer, view.direction, view.unit, view.batch_index
     where = f"t{t}_layer{layer}_{DIRECTION_NAMES[direction]}"
-    cols = st.columns(3)
-    cols[0].download_button("Step figure (HTML)", lambda: export.figure_html(
-        figures.step_spec(trace, t, layer, direction, unit)), f"step_{where}.html", key="export_step_html")
-    cols[1].download_button("Over-time figure (HTML)", lambda: export.figure_html(
-        figures.over_time_spec(trace, t, layer, direction, batch, run.seq.labels)), f"over_time_{where}.html",
-        key="export_over_time_html")
-    cols[2].download_button("Unit figure (HTML)", lambda: export.figure_html(
-        figures.unit_spec(trace, unit, batch, t=t, time_labels=run.seq.labels)), f"unit{unit}_batch{batch}.html",
-        key="export_unit_html")
-    st.download_button("Time explorer (HTML, steps offline)", lambda: to_html(
-        trace, t=t, layer=layer, direction=direction, unit=unit, batch=batch, labels=run.seq.labels,
-        vocab=run.seq.vocab, readout=readout, title=f"lstm-viz: {run.seq.source}"),
-        f"explorer_layer{layer}_{DIRECTION_NAMES[direction]}.html", key="export_explorer_html",
-        help="this layer's explorer as one file: data and scripts inlined, opens from disk with no network")
+    trace_size = guard.trace_bytes(trace.config, trace.seq_len, trace.batch_size, trace.f.element_size())
+    step_values = trace.batch_size * (5 * trace.config.hidden_size + trace.config.real_hidden_size)
+    downloads = [  # (label, build, file name, key, bytes while written, help)
+        ("Trace (.npz)", lambda run: npz_bytes(run.trace), "trace.npz", "export_npz", 2 * trace_size,
+         "every gate and state, inputs and weights; lstm_viz.export.load_npz reads it back"),
+        ("Trace (long CSV)", lambda run: export.to_long_csv(run.trace), "trace.csv", "export_csv",
+         export.CSV_BYTES_PER_VALUE * export.long_csv_values(trace),
+         "layer, direction, t, batch, unit, quantity, value"),
+        ("Weights (.pt)", lambda run: export.state_dict_bytes(run.model), "lstm_state_dict.pt", "export_weights",
+         3 * 4 * shapes.parameter_count(model.config), "loads into a plain torch.nn.LSTM with load_state_dict"),
+        ("Step figure (HTML)", lambda run: export.figure_html(figures.step_spec(run.trace, t, layer, direction, unit)),
+         f"step_{where}.html", "export_step_html", figure_bytes(step_values), None),
+        ("Over-time figure (HTML)", lambda run: export.figure_html(
+            figures.over_time_spec(run.trace, t, layer, direction, batch, run.seq.labels)), f"over_time_{where}.html",
+         "export_over_time_html", figure_bytes(figures.OVER_TIME_MAX_VALUES), None),
+        ("Unit figure (HTML)", lambda run: export.figure_html(
+            figures.unit_spec(run.trace, unit, batch, t=t, time_labels=run.seq.labels)),
+         f"unit{unit}_batch{batch}.html",
+         "export_unit_html", figure_bytes(6 * trace.num_layers * trace.num_directions * figures.LINE_MAX_POINTS),
+         None),
+        ("Time explorer (HTML, steps offline)", lambda run: to_html(
+            run.trace, t=t, layer=layer, direction=direction, unit=unit, batch=batch, labels=run.seq.labels,
+            vocab=run.seq.vocab, readout=readout, title=f"lstm-viz: {run.seq.source}"),
+         f"explorer_layer{layer}_{DIRECTION_NAMES[direction]}.html", "export_explorer_html", 3 * FILE_BUDGET,
+         "this layer's explorer as one file: data and scripts inlined, opens from disk with no network"),
+    ]
+    refused = {"export_csv": refusal(lambda: export.check_long_csv(trace)),
+               "export_step_html": refusal(lambda: export.check_figure_values(step_values))}
+    columns = st.columns(3) + st.columns(3) + [st]
+    for column, (label, build, name, key, nbytes, help) in zip(columns, downloads, strict=True):
+        column.download_button(label, deferred(data, build, nbytes, label), name, key=key,
+                               help=refused.get(key) or help, disabled=bool(refused.get(key)))
+    for key, why in refused.items():
+        if why:
+            st.caption(escape.markdown(f"{dict((d[3], d[0]) for d in downloads)[key]}: {why}."))
     st.caption(f"The figures are those of the current view: t = {t}, layer {layer}, {DIRECTION_NAMES[direction]}, "
                f"unit {unit}, batch element {batch}. In a notebook: `lstm_viz.trace(lstm, x)`, then "
                "`trace.heatmap('f', t=3)`, `trace.over_time(unit=5)`; from a shell: `python -m lstm_viz trace "
                "--weights model.pt --input x.npy --out trace.npz`.")
+
+
+def figure_bytes(values: int) -> int:
+    return export.FIGURE_BASE_BYTES + export.FIGURE_BYTES_PER_VALUE * values
+
+
+def refusal(check) -> str:
+    """Why an export is refused here ("" when it is not)."""
+    try:
+        check()
+    except ValueError as err:
+        return str(err)
+    return ""
+
+
+def deferred(data, build, nbytes: int, label: str):
+    """What a download button calls when pressed (in a server thread): `build` of the session's current run, with
+    `nbytes` charged to the server's memory. It holds the SessionData, not the run: Streamlit keeps these callables
+    while the session lives, and a trace released from a session whose browser has gone must not stay behind."""
+    def download():
+        shown = data.last_good
+        if shown is None:
+            raise ValueError("this session's run was released; reload the page")
+        with guard.charged(nbytes, f"the {label} download"):
+            return build(shown.run)
+    return download
 
 
 def npz_bytes(trace) -> bytes:

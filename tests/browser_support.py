@@ -66,10 +66,10 @@ def _healthy(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def streamlit_process(app_path: Path | str = APP_PATH,
-                      timeout_s: float = SERVER_START_TIMEOUT_S) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Run `streamlit run app_path` on a free loopback port; yields (base URL, the server's Popen), e.g. for
-    a load test to read the server's memory from /proc/<pid>.
+def streamlit_process(app_path: Path | str = APP_PATH, timeout_s: float = SERVER_START_TIMEOUT_S,
+                      env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run `streamlit run app_path` on a free loopback port (with `env` added to the environment); yields
+    (base URL, the server's Popen), e.g. for a load test to read the server's memory from /proc/<pid>.
 
     The process is always stopped on exit: terminated, then killed after a grace period.
     """
@@ -79,7 +79,8 @@ def streamlit_process(app_path: Path | str = APP_PATH,
            "--browser.gatherUsageStats", "false"]
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile(mode="w+b") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})})
         try:
             deadline = time.monotonic() + timeout_s
             while not _healthy(f"{base}/_stcore/health"):
@@ -212,3 +213,13 @@ def click_cell(page, quantity: str, unit: int, batch: int) -> None:
         return [box.left + xa._offset + xa.l2p(unit), box.top + ya._offset + ya.l2p(batch)];
     }""", [index, unit, batch])
     page.mouse.click(x, y)
+
+
+def browser_marks() -> list:
+    """The pytest marks of a module that drives Chromium: `browser`, skipped where Playwright or Chromium is
+    missing."""
+    import pytest
+
+    return [pytest.mark.browser,
+            pytest.mark.skipif(not have_playwright(), reason="the playwright Python package is not installed"),
+            pytest.mark.skipif(find_chromium() is None, reason="no chromium at /usr/bin/chromium or on PATH")]

@@ -75,6 +75,36 @@ def huge_npy_header() -> bytes:
     return header.getvalue() + bytes(16)
 
 
+def with_pickle(pkl: bytes) -> bytes:
+    """A torch.save archive of a good state_dict whose data.pkl is replaced by `pkl` (stored, as torch does)."""
+    source = zipfile.ZipFile(io.BytesIO(saved(GOOD_STATE)))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+        for name in source.namelist():
+            archive.writestr(name, pkl if name.endswith("/data.pkl") else source.read(name))
+    return out.getvalue()
+
+
+def legacy(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer, _use_new_zipfile_serialization=False)
+    return buffer.getvalue()
+
+
+def zip_of(**members: bytes) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def under(prefix: str, **changes) -> dict:
+    """GOOD_STATE with every key under `prefix`, changed as in lstm_state."""
+    return {prefix + k: v for k, v in lstm_state(**changes).items()}
+
+
+MARKUP = "[sign in again](https://evil.example/login) ![x](https://evil.example/x.png) <img src=x onerror=alert(1)>"
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(40)
 GOOD_STATE = lstm_state()
 
@@ -185,7 +215,68 @@ INVENTORY = [
     Bad("weights: a renamed .npy", "NumPy", weights=npy(np.ones(3))),
     Bad("weights: TorchScript", "TorchScript", weights=torchscript),
     Bad("weights: a zip bomb", "zip bomb", weights=zip_bomb),
+    # --- added with hardening II: markup, URLs and odd encodings in what users type and upload ---
+    Bad("typed: a Markdown link as a token", "line 1, value 1", typed="[sign in](https://evil.example), 1"),
+    Bad("typed: an HTML image as a token", "line 1, value 1", typed="<img src=x onerror=alert(1)>, 2"),
+    Bad("typed: a bare URL", "is not a number", typed="https://evil.example/login"),
+    Bad("typed: an email address", "is not a number", typed="1, admin@evil.example"),
+    Bad("typed: a 5000-digit number", "too large", typed="9" * 5000),
+    Bad("typed: a doubled sign", '"--1" is not a number', typed="--1, 2"),
+    Bad("typed: two separators in a row", "empty value", typed="1, , 2"),
+    Bad("typed: the infinity sign", "is not a number", typed="∞, 1"),
+    Bad("typed: full-width digits", "is not a number", typed="１, 2"),
+    Bad("typed: digit grouping", '"1_000" is not a number', typed="1_000, 2"),
+    Bad("typed: LaTeX", "is not a number", typed="\\frac{1}{2}, $x$"),
+    Bad("csv: a Markdown link in a cell", "row 2, column 2", upload=("x.csv", b"1,2\n3,[a](https://evil.example)\n")),
+    Bad("csv: UTF-16", "not a UTF-8", upload=("x.csv", "1,2\n3,4\n".encode("utf-16"))),
+    Bad("csv: comments and a header only", "no data rows", upload=("x.csv", b"# saved by numpy\nalpha,beta\n")),
+    Bad("csv: -Infinity", "NaN/Inf", upload=("x.csv", b"1,2\n3,-Infinity\n")),
+    Bad("csv: ragged with semicolons", "row 2: expected 3 columns", upload=("x.csv", b"1;2;3\n4;5\n")),
+    Bad("csv: overflows float32", "too large", upload=("x.csv", b"1,2\n3,1e39\n")),
+    Bad("csv: a word between tabs", "not a number", upload=("x.csv", b"1\t2\n3\tfour\n")),
+    Bad("csv: too many columns", "too many features", upload=("x.csv", b",".join([b"1"] * (MAX_FEATURES + 1)))),
+    Bad("csv: only comments", "empty", upload=("x.csv", b"# a\n# b\n")),
+    Bad("csv: ragged with CRLF", "row 2: expected 2 columns", upload=("x.csv", b"1,2\r\n3\r\n")),
+    Bad("csv: a file name with markup", "row 1", upload=(MARKUP + ".csv", b"1,x\n")),
+    Bad("npy: NaN in float32", "NaN/Inf", upload=("x.npy", npy(np.array([[1, np.nan]], dtype=np.float32)))),
+    Bad("npy: big-endian Inf", "NaN/Inf", upload=("x.npy", npy(np.array([1.0, -np.inf], dtype=">f8")))),
+    Bad("npy: 0-D", "0-D", upload=("x.npy", npy(np.float64(3.0)))),
+    Bad("npy: a garbage header", "broken .npy header", upload=("x.npy", b"\x93NUMPY\x01\x00\x10\x00{'descr': zz}    ")),
+    Bad("npy: an unknown format version", "broken .npy header", upload=("x.npy", b"\x93NUMPY\x09\x00" + bytes(40))),
+    Bad("npy: too large for float32", "too large for torch.float32",
+        upload=("x.npy", npy(np.array([[1.0, 1e300]])))),
+    Bad("npy: timedeltas", "not supported", upload=("x.npy", npy(np.array([1, 2], dtype="m8[s]")))),
+    Bad("npy: too many batch elements", "too many batch elements", upload=("x.npy", npy(np.zeros((1, 1025, 1))))),
+    Bad("file: no extension", "unsupported file type", upload=("data", b"1,2\n")),
+    Bad("file: an .npz", "unsupported file type", upload=("x.npz", b"PK\x03\x04")),
+    Bad("weights: markup in the keys", "wrong shape for [sign in again]",
+        weights=lambda: saved(under(MARKUP + ".", bias_ih_l1=torch.zeros(15)))),
+    Bad("weights: a checkpoint whose state_dict is a list", "no LSTM weights found",
+        weights=lambda: saved({"state_dict": [torch.zeros(3)], "epoch": 3})),
+    Bad("weights: an empty dict", "no LSTM weights found", weights=lambda: saved({})),
+    Bad("weights: integer keys", "no LSTM weights found", weights=lambda: saved({1: torch.zeros(3)})),
+    Bad("weights: rows not a multiple of 4", "expected 4*hidden_size",
+        weights=lambda: saved({"weight_ih_l0": torch.zeros(10, 3), "weight_hh_l0": torch.zeros(10, 3)})),
+    Bad("weights: a 3-D weight", "should be 2-D",
+        weights=lambda: saved(lstm_state(weight_ih_l0=torch.zeros(16, 3, 1)))),
+    Bad("weights: a string where a tensor belongs", "is a str, expected a tensor",
+        weights=lambda: saved(lstm_state(bias_ih_l0="<b>bias</b>"))),
+    Bad("weights: complex tensors", "expected dense floating point",
+        weights=lambda: saved(lstm_state(bias_hh_l0=torch.zeros(16, dtype=torch.complex64)))),
+    Bad("weights: legacy format, truncated", "truncated or corrupt", weights=lambda: legacy(GOOD_STATE)[:300]),
+    Bad("weights: a pickle that calls os.system", "needs arbitrary code",
+        weights=lambda: with_pickle(b"\x80\x02cposix\nsystem\nq\x00X\x02\x00\x00\x00idq\x01\x85q\x02Rq\x03.")),
+    Bad("weights: a garbage pickle", "cannot read this torch file",
+        weights=lambda: with_pickle(b"\x80\x02\xff\xfe garbage")),
+    Bad("weights: a safetensors file", "safetensors",
+        weights=(16).to_bytes(8, "little") + b'{"a": {"dtype"}}' + bytes(8)),
+    Bad("weights: a Git LFS pointer", "Git LFS",
+        weights=b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 12\n"),
+    Bad("weights: a zip without data.pkl", "without data.pkl", weights=lambda: zip_of(**{"a/readme.txt": b"hi"})),
     # settings
+    Bad("proj_size above hidden_size", "proj_size has to be smaller", widgets=(("proj_size", 9),)),
+    Bad("a trace with too many values for the server", "GB of memory", widgets=(
+        ("hidden_size", 2048), ("batch_size", 1024), ("seq_len", 2000))),
     Bad("proj_size equal to hidden_size", "proj_size has to be smaller", widgets=(("proj_size", 8),)),
     Bad("a trace too big for the server", "GB of memory", widgets=(
         ("hidden_size", 2048), ("num_layers", 8), ("seq_len", MAX_STEPS))),
@@ -227,6 +318,14 @@ URLS = [
     ({"dtype": "float16"}, "not one of float32, float64"),
     ({"device": "tpu"}, "not one of cpu, cuda"),
     ({"input_source": "../etc/passwd"}, "not one of random"),
+    ({"hidden_size": "1e3"}, "not a valid int"),
+    ({"seed": "9" * 30}, "outside"),
+    ({"seq_len": "1" * 5000}, "more than a link carries"),
+    ({"typed_text": "1, " * 1000}, "more than a link carries"),
+    ({"weights": "x" * 3000}, "more than a link carries"),
+    ({"tab": "<script>alert(1)</script>"}, "not one of"),
+    ({"signal_period": "nan"}, "not a valid float"),
+    ({"timestep": "-5"}, "outside"),
 ]
 
 

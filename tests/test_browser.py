@@ -16,10 +16,9 @@ from app_support import reference_trace
 from browser_support import (
     REPO_ROOT,
     STEP_KEYS,
+    browser_marks,
     click_cell,
     explorer_state,
-    find_chromium,
-    have_playwright,
     launch_browser,
     read_charts,
     streamlit_server,
@@ -30,11 +29,7 @@ from lstm_viz import tasks
 from lstm_viz.explorer import to_html
 from lstm_viz.pipeline import AppConfig
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not have_playwright(), reason="the playwright Python package is not installed"),
-    pytest.mark.skipif(find_chromium() is None, reason="no chromium at /usr/bin/chromium or on PATH"),
-]
+pytestmark = browser_marks()
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 VIEWPORT = {"width": 1400, "height": 1800}
@@ -376,3 +371,56 @@ def test_the_exported_explorer_steps_offline_from_a_file(browser_context, tmp_pa
         screenshot(page, "browser-explorer-offline.png")
     finally:
         context.close()
+
+
+# --- markup from strangers ----------------------------------------------------------------------
+
+MARKUP = ("[sign in again](https://evil.example/login) ![logo](https://evil.example/x.png) "
+          "<img src=x onerror=alert(1)> www.evil.example admin@evil.example")
+FILE_MARKUP = "[sign in](evil.example) <img src=x onerror=alert(1)> www.evil.example admin@evil.example"  # no '/'
+FOREIGN_JS = r"""(marker) => ({
+    links: Array.from(document.querySelectorAll('a')).filter(
+        (a) => /evil|ev\.il/.test(a.getAttribute('href') || '') || /evil|ev\.il|sign in/.test(a.textContent)).length,
+    images: Array.from(document.querySelectorAll('img')).filter(
+        (i) => /evil|^x$/.test(i.getAttribute('src') || '')).length,
+    shown: document.body.innerText.replace(/\u2060/g, '').includes(marker),
+})"""
+
+
+def assert_plain_text(page, marker: str) -> None:
+    """`marker` (a piece of the foreign string) is on the page as text, and nothing of it became a link or an
+    image."""
+    page.wait_for_function(f"(m) => ({FOREIGN_JS})(m).shown", arg=marker, timeout=60_000)
+    found = page.evaluate(FOREIGN_JS, marker)
+    assert found == {"links": 0, "images": 0, "shown": True}, found
+
+
+def test_markup_from_urls_files_weights_and_typed_text_shows_as_plain_text(server, page, tmp_path):
+    from urllib.parse import quote
+
+    import torch
+
+    # A URL value: the name of the weights a link was made with, shown in a warning.
+    page.goto(f"{server}/?model_source=uploaded%20weights&weights={quote(MARKUP)}")
+    assert_plain_text(page, "[sign in again](https://evil.example/login) ![logo](https://evil.example/x.png)")
+    assert_plain_text(page, "<img src=x onerror=alert(1)> www.evil.example admin@evil.example")
+    screenshot(page, "browser-markup-url.png")
+    # A weights key: two LSTMs, one under a prefix made of markup, named in the caption and the chooser.
+    state = {f"{MARKUP}.{k}": v for k, v in torch.nn.LSTM(4, 3).state_dict().items()}
+    state |= {f"b.{k}": v for k, v in torch.nn.LSTM(4, 5).state_dict().items()}
+    weights = tmp_path / "model.pt"
+    torch.save(state, weights)
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(weights)
+    assert_plain_text(page, f"Loaded model.pt at {MARKUP}.")
+    screenshot(page, "browser-markup-weights.png")
+    # A typed token, quoted in the error (tokens are split at spaces and clipped to 20 characters).
+    page.goto(f"{server}/?input_source=typed&typed_text={quote('[a](https://ev.il/x), 1')}")
+    assert_plain_text(page, '"[a](https://ev.il/x)" is not a number')
+    # A file name, quoted in the input's caption.
+    page.goto(f"{server}/?input_source=file")
+    page.get_by_text("no file yet").first.wait_for()
+    upload = tmp_path / f"{FILE_MARKUP}.csv"
+    upload.write_bytes(b"1,2\n3,4\n5,6\n")
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(upload)
+    assert_plain_text(page, f"{FILE_MARKUP}.csv: CSV")
+    screenshot(page, "browser-markup-file.png")

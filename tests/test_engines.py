@@ -11,7 +11,7 @@ import torch
 from conftest import TOLERANCE
 from torch import nn
 
-from lstm_viz import InstrumentedLSTM
+from lstm_viz import InstrumentedLSTM, cost
 from lstm_viz.engines import (
     ENGINES,
     CellStep,
@@ -19,7 +19,6 @@ from lstm_viz.engines import (
     auto_engine,
     input_part,
     lstm_cell,
-    packed_kernels_available,
     step_product,
 )
 
@@ -80,11 +79,25 @@ def test_input_part_covers_every_step_and_a_given_product_is_used():
     torch.testing.assert_close(step.h, ref(x[4], (h, c))[0], rtol=0, atol=TOL)
 
 
-def test_auto_engine_picks_stepwise_only_for_big_float32_cpu_weights():
-    assert set(ENGINES) == {"stepwise", "fused"}
-    assert auto_engine(torch.empty(4 * 8, 8)) == "fused"
-    assert auto_engine(torch.empty(4 * 512, 512, dtype=torch.float64)) == "fused"
-    assert auto_engine(torch.empty(4 * 512, 512)) == ("stepwise" if packed_kernels_available() else "fused")
+def test_auto_engine_is_the_cost_models_pick_for_the_inputs_length_and_batch(monkeypatch):
+    """auto asks cost.faster_engine about this run: the model's config, T and B read from the input in every layout
+    (time-major, batch_first, unbatched), its device and dtype. Whether the pick is right is tests/test_cost.py's."""
+    assert set(ENGINES) == {"stepwise", "fused"} == set(cost.ENGINE_NAMES)
+    asked = []
+
+    def faster_engine(cfg, seq_len, batch, device, dtype):
+        asked.append((cfg, seq_len, batch, torch.device(device).type, dtype))
+        return "stepwise"
+
+    monkeypatch.setattr(cost, "faster_engine", faster_engine)
+    for batch_first in (False, True):
+        m = InstrumentedLSTM(3, 4, num_layers=2, batch_first=batch_first, dtype=torch.float64)
+        batched = torch.randn(5, 7, 3) if batch_first else torch.randn(7, 5, 3)  # T = 7, B = 5
+        for x, B in ((batched, 5), (torch.randn(7, 3), 1)):
+            asked.clear()
+            assert m.trace(x.double()).engine == "stepwise"
+            assert asked == [(m.config, 7, B, "cpu", torch.float64)]
+    assert auto_engine(m.config, 9, 2, "cpu", torch.float64) == "stepwise" and asked[-1][1:3] == (9, 2)
 
 
 @torch.no_grad()

@@ -105,17 +105,28 @@ def test_a_toy_tasks_target_and_prediction_travel_with_the_window():
     assert header["labels"] == seq.labels
 
 
-def test_a_session_keeps_two_windows_at_most(deep_trace):
+def test_a_session_keeps_two_windows_at_most_counted_in_the_servers_memory(deep_trace):
+    import gc
+
+    from lstm_viz import guard
+
     session, built = SessionData(), []
 
     def build(tag):
         built.append(tag)
-        return tag.encode()
+        return tag.encode() * 1000
 
+    gc.collect()
+    before = guard.held_bytes()
     for first in (0, 10, 20, 0, 20):
-        session.explorer_window(deep_trace, (0, 0, first, first + 10), lambda s=first: build(str(s)))
+        session.explorer_window(deep_trace, (0, 0, first, first + 10), lambda s=first: build(str(s)), 10**6)
     assert built == ["0", "10", "20", "0"]  # 20 was still kept; 0 had been dropped
     assert len(session._windows) == EXPLORER_WINDOWS_KEPT
+    gc.collect()
+    assert guard.held_bytes() - before == 2000 + 1000  # windows "20" and "0", while kept
+    session.clear()
+    gc.collect()
+    assert guard.held_bytes() == before
 
 
 def test_the_html_export_escapes_its_title_and_inlines_everything(deep_trace):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import time
+import tracemalloc
 
 import numpy as np
 import plotly.graph_objects as go
@@ -191,7 +193,7 @@ def test_load_turns_every_failure_into_a_value_error():
                                     dict(dtype=torch.float64), dict(unbatched=True)], ids=str)
 def test_long_csv_has_every_value(option):
     _, tr = traced(**option)
-    lines = to_long_csv(tr).splitlines()
+    lines = to_long_csv(tr).decode().splitlines()
     assert lines[0] == "layer,direction,t,batch,unit,quantity,value"
     sizes = {q: tr.get(q).numel() for q in ("f", "i", "g", "o", "c", "h")}
     assert len(lines) == 1 + sum(sizes.values())
@@ -209,8 +211,31 @@ def test_long_csv_has_every_value(option):
 
 def test_long_csv_h_rows_use_projection_units():
     _, tr = traced(proj_size=2)
-    units = {int(r.split(",")[4]) for r in to_long_csv(tr).splitlines()[1:] if r.split(",")[5] == "h"}
+    units = {int(r.split(",")[4]) for r in to_long_csv(tr).decode().splitlines()[1:] if r.split(",")[5] == "h"}
     assert units == {0, 1}
+
+
+def test_long_csv_of_a_large_trace_is_refused_before_any_work_offering_the_npz():
+    """The review's case: an admitted hidden_size=256, seq_len=1000, batch 8 trace (12 M values) took +1.7 GB."""
+    model = InstrumentedLSTM(4, 256)
+    tr = model.trace(torch.randn(1000, 8, 4))
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match=r"12,288,000 rows .* the limit here is 2,000,000: download the .npz"):
+        to_long_csv(tr)
+    assert time.perf_counter() - started < 0.5  # refused from its size, not after writing
+
+
+def test_long_csv_memory_stays_within_what_the_app_charges_for_it():
+    from lstm_viz.export import CSV_BYTES_PER_VALUE, long_csv_values
+
+    model = InstrumentedLSTM(4, 64, num_layers=2)
+    tr = model.trace(torch.randn(500, 4, 4))  # 768,000 values, under the limit
+    tracemalloc.start()
+    data = to_long_csv(tr)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert data.count(b"\n") == 1 + long_csv_values(tr)
+    assert peak <= CSV_BYTES_PER_VALUE * long_csv_values(tr), peak / long_csv_values(tr)
 
 
 @pytest.mark.parametrize("option", [dict(num_layers=2, bidirectional=True), dict(proj_size=3, bias=False)], ids=str)

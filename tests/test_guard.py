@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 
 import pytest
 import torch
@@ -81,12 +82,68 @@ def test_the_server_total_refuses_a_trace_while_others_hold_the_memory(monkeypat
 
     gc.collect()
     small, big = LSTMConfig(4, 8), LSTMConfig(4, 256)
-    need_small = int(guard.PEAK_OVER_TENSORS * trace_bytes(small, 100, 1))
-    need_big = int(guard.PEAK_OVER_TENSORS * trace_bytes(big, 100, 1))
+    need_small = guard.peak_bytes(small, 100, 1)
+    need_big = guard.peak_bytes(big, 100, 1)
     room = guard.held_bytes() + need_big + need_small // 2  # either fits alone, not both at once
     monkeypatch.setenv("LSTM_VIZ_MAX_TOTAL_GB", str(room / 1e9))
-    busy = r"the server is busy: the traces of all sessions hold [\d.]+ MB of the [\d.]+ MB allowed .*try again"
+    busy = r"the server is busy: it holds [\d.]+ MB of the [\d.]+ MB allowed and this trace needs .*try again"
     with guard.admitted(small, 100, 1), pytest.raises(ResourceError, match=busy):  # one session computing …
         guard.admitted(big, 100, 1).__enter__()  # … so a second one must wait
     with guard.admitted(big, 100, 1) as need:  # and once the first is done, it is admitted
         assert need == need_big
+
+
+def test_a_run_is_stopped_at_the_time_limit_whatever_the_estimate_said(monkeypatch):
+    from lstm_viz import guard, pipeline
+
+    monkeypatch.setattr(guard, "run_seconds", lambda *args, **kwargs: 0.0)  # an estimate that is badly wrong
+    monkeypatch.setenv("LSTM_VIZ_MAX_TRACE_S", "0.3")
+    config = pipeline.AppConfig(hidden_size=256, seq_len=20_000, batch_size=1)
+    seq = pipeline.make_sequence(config, {})
+    before = guard.held_bytes()
+    started = time.monotonic()
+    with pytest.raises(ResourceError, match=r"stopped at step [\d,]+ of 20,000 after .* the limit here is 0\.3 s"):
+        pipeline.run(config, seq)
+    assert time.monotonic() - started < 3  # the full run takes ~10 s here
+    assert guard.held_bytes() == before  # nothing of it stays charged
+
+
+def test_progress_is_reported_and_raising_from_it_cancels_the_run():
+    from lstm_viz import guard, pipeline
+
+    config = pipeline.AppConfig(hidden_size=128, seq_len=5_000, batch_size=1)
+    seq = pipeline.make_sequence(config, {})
+    seen = []
+    pipeline.run(config, seq, progress=seen.append)
+    assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen), seen
+
+    class Cancelled(BaseException):  # what Streamlit raises in the script thread when a rerun is asked for
+        pass
+
+    def cancel(done):
+        if done > 0:
+            raise Cancelled
+
+    before = guard.held_bytes()
+    with pytest.raises(Cancelled):
+        pipeline.run(config, seq, progress=cancel)
+    assert guard.held_bytes() == before
+
+
+def test_a_cancelled_run_is_not_started_again_until_the_user_asks():
+    from lstm_viz import resolve
+    from lstm_viz.pipeline import AppConfig
+    from lstm_viz.session import SessionData
+    from lstm_viz.view import Sources
+
+    session, sources = SessionData(), Sources()
+    first = resolve.resolve(AppConfig(), sources, {}, resolve.ModelChoice(), session)
+    session.request_cancel()  # pressed while the next run computes: the rerun it asks for finds it
+    config = AppConfig(hidden_size=9)
+    for _ in range(2):  # and later reruns (an explorer report, say) do not start it again either
+        cancelled = resolve.resolve(config, sources, {}, resolve.ModelChoice(), session)
+        assert cancelled.problem == resolve.CANCELLED
+        assert cancelled.run is first.run  # the last good view stays
+    session.run_again()
+    again = resolve.resolve(config, sources, {}, resolve.ModelChoice(), session)
+    assert not again.problem and again.run.trace.config.hidden_size == 9

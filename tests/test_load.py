@@ -16,15 +16,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from browser_support import find_chromium, have_playwright
+from browser_support import browser_marks
 from load_support import run_load
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.load,
-    pytest.mark.skipif(not have_playwright(), reason="the playwright Python package is not installed"),
-    pytest.mark.skipif(find_chromium() is None, reason="no chromium at /usr/bin/chromium or on PATH"),
-]
+pytestmark = [*browser_marks(), pytest.mark.load]
 
 SESSIONS = 20
 DURATION_S = 60.0  # the step phase asked for; BUDGET_S shortens it when the setup was slow
