@@ -16,7 +16,8 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> None:
     extra = sys.argv[1:]
-    runs = [["bench_trace.py", *extra], ["bench_trace.py", "--engine", "stepwise", "--repeats", "3", *extra]]
+    runs = [["bench_trace.py", *extra], ["bench_trace.py", "--engine", "stepwise", "--repeats", "3", *extra],
+            ["bench_cost.py", *extra]]  # the time estimate against the measured run
     if "cuda" not in extra:  # the app benchmarks are about the CPU server and the browser
         runs += [["bench_app.py"], ["bench_explorer.py"]]  # the explorer's steps, with the old slider's as baseline
     for script, *args in runs:

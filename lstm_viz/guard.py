@@ -142,9 +142,8 @@ def charged(nbytes: int, what: str) -> Iterator[int]:
     when the total cannot take them now. `what` names the work in the message ("this trace", "parsing the file")."""
     nbytes = int(nbytes)
     total = total_budget()
-    rss = process_rss() if _ledger.baseline else 0  # in a server: what it really holds, if more than counted
     with _ledger.lock:
-        busy = max(_ledger.baseline + _ledger.total(), rss)
+        busy = _ledger.baseline + _ledger.total()
         if busy + nbytes > total:
             raise ResourceError(f"the server is busy: it holds {_size(busy)} of the {_size(total)} allowed and "
                                 f"{what} needs {_size(nbytes)}. Lower seq_len, batch_size, hidden_size or "

@@ -26,8 +26,8 @@ SIDEBAR_BEHIND = "state.sidebar_behind"  # the explorer chose a unit or batch el
 def serve_memory() -> None:
     """At the start of every run on a real server: count the server's own baseline in its memory budget (once),
     and release what sessions whose browser has gone still hold. (Under AppTest there is no server: neither.)"""
-    if not runtime.exists():
-        return
+    if not runtime.exists() or not runtime.get_instance().is_active_session(_session_id()):
+        return  # no server (a notebook, a test without AppTest); AppTest runs a Runtime of its own, like a server
     if not guard.baseline_counted():
         cost.rates()  # calibrate the time estimate now (~0.2 s, ~200 MB briefly): not inside a user's run
         guard.count_process_baseline()

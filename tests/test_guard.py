@@ -84,7 +84,7 @@ def test_the_server_total_refuses_a_trace_while_others_hold_the_memory(monkeypat
     small, big = LSTMConfig(4, 8), LSTMConfig(4, 256)
     need_small = guard.peak_bytes(small, 100, 1)
     need_big = guard.peak_bytes(big, 100, 1)
-    room = guard.held_bytes() + need_big + need_small // 2  # either fits alone, not both at once
+    room = guard.server_bytes() + need_big + need_small // 2  # either fits alone, not both at once
     monkeypatch.setenv("LSTM_VIZ_MAX_TOTAL_GB", str(room / 1e9))
     busy = r"the server is busy: it holds [\d.]+ MB of the [\d.]+ MB allowed and this trace needs .*try again"
     with guard.admitted(small, 100, 1), pytest.raises(ResourceError, match=busy):  # one session computing …
