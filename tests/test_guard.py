@@ -86,7 +86,7 @@ def test_the_server_total_refuses_a_trace_while_others_hold_the_memory(monkeypat
     need_big = guard.peak_bytes(big, 100, 1)
     room = guard.server_bytes() + need_big + need_small // 2  # either fits alone, not both at once
     monkeypatch.setenv("LSTM_VIZ_MAX_TOTAL_GB", str(room / 1e9))
-    busy = r"the server is busy: it holds [\d.]+ MB of the [\d.]+ MB allowed and this trace needs .*try again"
+    busy = r"the server is busy: it holds [\d.]+ [MG]B of the [\d.]+ [MG]B allowed and this trace needs .*try again"
     with guard.admitted(small, 100, 1), pytest.raises(ResourceError, match=busy):  # one session computing …
         guard.admitted(big, 100, 1).__enter__()  # … so a second one must wait
     with guard.admitted(big, 100, 1) as need:  # and once the first is done, it is admitted
