@@ -70,12 +70,19 @@ def trace_command(args) -> int:
     except (UsageError, WeightsError, InputError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # any other kind from a parser or loader: still one line, never a traceback
+        print(f"error: could not read the inputs ({type(err).__name__}: {err})", file=sys.stderr)
+        return 2
     say(f"{describe(model.config)} on {seq.source}: {seq.seq_len} steps × batch {seq.batch_size}")
     if seq.input_size != model.input_size:
         print(f"error: the input has {seq.input_size} features per step, the LSTM expects input_size "
               f"{model.input_size}", file=sys.stderr)
         return 2
-    trace = model.trace(seq.x.to(model.weight_ih_l0.dtype), engine=args.engine)
+    try:
+        trace = model.trace(seq.x.to(model.weight_ih_l0.dtype), engine=args.engine)
+    except (RuntimeError, MemoryError) as err:  # e.g. out of memory for a long input
+        print(f"error: the trace failed ({type(err).__name__}: {err})", file=sys.stderr)
+        return 2
     say(f"traced with the {trace.engine} engine")
     try:
         export.save_npz(trace, args.out)

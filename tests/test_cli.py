@@ -60,6 +60,21 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("error", [RecursionError("maximum recursion depth exceeded"), KeyError("descr"),
+                                   MemoryError()], ids=lambda e: type(e).__name__)
+def test_any_kind_of_error_from_a_reader_is_one_line(tmp_path, capsys, monkeypatch, error):
+    import lstm_viz.__main__ as cli
+
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(cli, "load_file", broken)  # a parser failing in a way nobody foresaw
+    weights, inputs = small_inputs(tmp_path)
+    assert main(["trace", "--weights", str(weights), "--input", str(inputs), "--out", str(tmp_path / "t.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: could not read the inputs ({type(error).__name__}") and err.count("\n") == 1, err
+
+
 def small_inputs(tmp_path):
     weights, inputs = tmp_path / "model.pt", tmp_path / "x.npy"
     torch.save(torch.nn.LSTM(3, 4).state_dict(), weights)
