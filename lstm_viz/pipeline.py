@@ -138,12 +138,14 @@ def run(config: AppConfig, seq: SequenceInput, weights: InstrumentedLSTM | None 
     else:
         lstm_config = config.lstm_config(seq.input_size if config.input_source in DATA_SIZED_SOURCES else None)
     dtype_bytes = DTYPES[config.dtype].itemsize
-    deadline = time.monotonic() + guard.budgets()[1]
+    started, limit = time.monotonic(), guard.budgets()[1]
     with guard.admitted(lstm_config, seq.seq_len, seq.batch_size, dtype_bytes, config.device):  # before any work
         try:
-            result = on_device_or_cpu(config, lstm_config, seq, weights, progress, deadline)
-        except TooSlow as err:
-            raise guard.ResourceError(str(err)) from None
+            result = on_device_or_cpu(config, lstm_config, seq, weights, progress, started + limit)
+        except TooSlow as err:  # said from the run's start: building the model counts too
+            raise guard.ResourceError(
+                f"this run stopped at step {err.step:,} of {err.seq_len:,} after {time.monotonic() - started:.1f} s: "
+                f"the limit here is {limit:g} s; lower seq_len, batch_size, hidden_size or num_layers") from None
     guard.hold(result.trace, guard.trace_bytes(lstm_config, seq.seq_len, seq.batch_size, dtype_bytes))
     return result
 
