@@ -37,19 +37,8 @@ GPU_EXTRA = [(2000, 1, 8, 2048, {}), (500, 256, 64, 1024, dict(num_layers=2))]
 
 def measure(model: InstrumentedLSTM, x: torch.Tensor, engine: str, repeats: int) -> float:
     """Median seconds of trace + parity check after a warm-up, synchronising CUDA after each."""
-    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
-
-    def run():
-        check_trace(model, x, model.trace(x, engine=engine))
-        sync()
-
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(cost.timed_calls(lambda: check_trace(model, x, model.trace(x, engine=engine)),
+                                              x.device, repeats))
 
 
 def main() -> None:

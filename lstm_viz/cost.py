@@ -446,9 +446,15 @@ def _side(nbytes: float, itemsize: int) -> int:
 
 
 def _least_seconds(fn: Callable[[], object], dev: torch.device, repeats: int = 3) -> float:
-    """The least wall time of fn() in a few calls after a warm-up, synchronising a GPU after each: the machine's own
-    speed. A neighbour's burst can slow a 2-thread kernel 10× for a moment; the estimate should not keep that."""
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    """The least wall time of fn() in a few calls after a warm-up: the machine's own speed. A neighbour's burst can
+    slow a 2-thread kernel 10× for a moment; the estimate should not keep that."""
+    return min(timed_calls(fn, dev, repeats))
+
+
+def timed_calls(fn: Callable[[], object], dev: torch.device | str = "cpu", repeats: int = 3) -> list[float]:
+    """Wall seconds of `repeats` calls of fn() after one warm-up call, synchronising a GPU after each (also what
+    bench/bench_cost.py and the estimate's test measure a run with)."""
+    sync = torch.cuda.synchronize if torch.device(dev).type == "cuda" else (lambda: None)
     fn()
     sync()
     times = []
@@ -457,7 +463,7 @@ def _least_seconds(fn: Callable[[], object], dev: torch.device, repeats: int = 3
         fn()
         sync()
         times.append(time.perf_counter() - start)
-    return min(times)
+    return times
 
 
 def cache_bytes(dev: torch.device) -> float:

@@ -252,6 +252,11 @@ def check_figure_values(values: int, max_values: int = FIGURE_MAX_VALUES) -> Non
                          f"{max_values:,}: lower batch_size or hidden_size, or download the .npz")
 
 
+def figure_html_bytes(values: int) -> int:
+    """Memory while `figure_html` writes a figure of `values` numbers: plotly.js and the arrays, twice."""
+    return FIGURE_BASE_BYTES + FIGURE_BYTES_PER_VALUE * values
+
+
 def figure_html(fig) -> str:
     """A Plotly figure (go.Figure or dict spec) as a standalone HTML page with plotly.js inlined."""
     return pio.to_html(fig, include_plotlyjs=True, full_html=True)

@@ -27,9 +27,9 @@ from . import cost
 from .config import LSTMConfig
 from .shapes import parameter_count
 
-# Peak memory of an app run (trace, parity check, the first explorer window) over the trace's own tensors, by engine:
-# measured 1.56–1.76 for fused and 2.31–2.42 for stepwise, whose steps are stacked into the trace at the end
-# (docs/benchmarks.md, "Memory of a run").
+# Peak memory of an app run (the trace, then its parity check) over the trace's own tensors, by engine: measured
+# 1.56–1.76 for fused and 2.31–2.42 for stepwise, whose steps are stacked into the trace at the end
+# (docs/benchmarks.md, "Memory of a run"). Explorer windows are charged on their own.
 PEAK_OVER_TENSORS = {"fused": 1.9, "stepwise": 2.6}
 
 

@@ -137,44 +137,42 @@ def export_panel(run, view: View, readout=None) -> None:
         ("Weights (.pt)", lambda run: export.state_dict_bytes(run.model), "lstm_state_dict.pt", "export_weights",
          3 * 4 * shapes.parameter_count(model.config), "loads into a plain torch.nn.LSTM with load_state_dict"),
         ("Step figure (HTML)", lambda run: export.figure_html(figures.step_spec(run.trace, t, layer, direction, unit)),
-         f"step_{where}.html", "export_step_html", figure_bytes(step_values), None),
+         f"step_{where}.html", "export_step_html", export.figure_html_bytes(step_values), None),
         ("Over-time figure (HTML)", lambda run: export.figure_html(
             figures.over_time_spec(run.trace, t, layer, direction, batch, run.seq.labels)), f"over_time_{where}.html",
-         "export_over_time_html", figure_bytes(figures.OVER_TIME_MAX_VALUES), None),
+         "export_over_time_html", export.figure_html_bytes(figures.OVER_TIME_MAX_VALUES), None),
         ("Unit figure (HTML)", lambda run: export.figure_html(
             figures.unit_spec(run.trace, unit, batch, t=t, time_labels=run.seq.labels)),
          f"unit{unit}_batch{batch}.html",
-         "export_unit_html", figure_bytes(6 * trace.num_layers * trace.num_directions * figures.LINE_MAX_POINTS),
-         None),
+         "export_unit_html",
+         export.figure_html_bytes(6 * trace.num_layers * trace.num_directions * figures.LINE_MAX_POINTS), None),
         ("Time explorer (HTML, steps offline)", lambda run: to_html(
             run.trace, t=t, layer=layer, direction=direction, unit=unit, batch=batch, labels=run.seq.labels,
             vocab=run.seq.vocab, readout=readout, title=f"lstm-viz: {run.seq.source}"),
          f"explorer_layer{layer}_{DIRECTION_NAMES[direction]}.html", "export_explorer_html", 3 * FILE_BUDGET,
          "this layer's explorer as one file: data and scripts inlined, opens from disk with no network"),
     ]
-    refused = {"export_csv": refusal(lambda: export.check_long_csv(trace)),
-               "export_step_html": refusal(lambda: export.check_figure_values(step_values))}
-    columns = st.columns(3) + st.columns(3) + [st]
+    refused = {"export_csv": refusal(export.check_long_csv, trace),
+               "export_step_html": refusal(export.check_figure_values, step_values)}
+    columns, notes = st.columns(3) + st.columns(3) + [st], []
     for column, (label, build, name, key, nbytes, help) in zip(columns, downloads, strict=True):
-        column.download_button(label, deferred(data, build, nbytes, label), name, key=key,
-                               help=refused.get(key) or help, disabled=bool(refused.get(key)))
-    for key, why in refused.items():
+        why = refused.get(key, "")
+        column.download_button(label, deferred(data, build, nbytes, label), name, key=key, help=why or help,
+                               disabled=bool(why))
         if why:
-            st.caption(escape.markdown(f"{dict((d[3], d[0]) for d in downloads)[key]}: {why}."))
+            notes.append(f"{label}: {why}.")
+    for note in notes:
+        st.caption(escape.markdown(note))
     st.caption(f"The figures are those of the current view: t = {t}, layer {layer}, {DIRECTION_NAMES[direction]}, "
                f"unit {unit}, batch element {batch}. In a notebook: `lstm_viz.trace(lstm, x)`, then "
                "`trace.heatmap('f', t=3)`, `trace.over_time(unit=5)`; from a shell: `python -m lstm_viz trace "
                "--weights model.pt --input x.npy --out trace.npz`.")
 
 
-def figure_bytes(values: int) -> int:
-    return export.FIGURE_BASE_BYTES + export.FIGURE_BYTES_PER_VALUE * values
-
-
-def refusal(check) -> str:
-    """Why an export is refused here ("" when it is not)."""
+def refusal(check, *args) -> str:
+    """Why an export is refused here ("" when it is not): the ValueError of `check(*args)`."""
     try:
-        check()
+        check(*args)
     except ValueError as err:
         return str(err)
     return ""

@@ -40,13 +40,7 @@ APART = [(2000, 1, 4, 32, {}), (40, 64, 32, 1024, {})]
 
 
 def median_seconds(fn, repeats: int = 3) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(cost.timed_calls(fn, "cpu", repeats))
 
 
 def model_and_input(T, B, I, H, options):
