@@ -18,8 +18,10 @@ def saturation(trace: Trace, low: float = 0.1, high: float = 0.9) -> dict[str, n
         raise ValueError(f"saturation needs 0 <= low < high <= 1, got low={low!r}, high={high!r}")
     result = {}
     for gate in SATURATION_GATES:
-        a = trace.array(gate)  # (L, D, T, B, H)
-        result[gate] = np.stack([(a < low).mean(axis=(2, 3)), (a > high).mean(axis=(2, 3))], axis=-1)
+        a = trace.array(gate)  # (L, D, T, B, H), NaN past each sequence's end when packed
+        real = (~np.isnan(a)).sum(axis=(2, 3))
+        with np.errstate(invalid="ignore"):  # a unit with no real step (an empty batch) has no fraction: NaN
+            result[gate] = np.stack([(a < low).sum(axis=(2, 3)) / real, (a > high).sum(axis=(2, 3)) / real], axis=-1)
     return result
 
 
@@ -30,14 +32,17 @@ def memory_ledger(trace: Trace, layer: int = 0, direction: int = 0, batch: int =
     mean f == 1, 0 where mean f == 0. c_{t-1} is c0 at the start, and for the reverse direction step t+1.
     """
     _check_indices(trace, layer, direction, batch)
-    f, i, g, c = (trace.array(q)[layer, direction, :, batch] for q in ("f", "i", "g", "c"))
+    n = trace.steps(batch)  # a packed sequence's own steps: after them the trace holds NaN
+    f, i, g, c = (trace.array(q)[layer, direction, :n, batch] for q in ("f", "i", "g", "c"))
     c0 = trace.array("c0")[layer, direction, batch][None]
     # Trace.c_prev for every t at once: the reverse direction runs from t = T-1 down to 0.
     c_prev = np.concatenate([c[1:], c0]) if direction == 1 else np.concatenate([c0, c[:-1]])
     mean_f = f.mean(axis=0, dtype=np.float64)  # float64: near 1, float32 rounding swamps ln(mean f)
     with np.errstate(divide="ignore"):  # ln(0) = -inf gives the wanted 0
         time_constant = np.where(mean_f >= 1, np.inf, -1 / np.log(mean_f))
-    return {"kept": f * c_prev, "written": i * g, "time_constant": time_constant}
+    padding = np.full((trace.seq_len - n, f.shape[1]), np.nan, dtype=f.dtype)
+    return {"kept": np.concatenate([f * c_prev, padding]), "written": np.concatenate([i * g, padding]),
+            "time_constant": time_constant}
 
 
 def retention(trace: Trace, start: int, stop: int, layer: int = 0, direction: int = 0,
@@ -49,7 +54,7 @@ def retention(trace: Trace, start: int, stop: int, layer: int = 0, direction: in
     _check_indices(trace, layer, direction, batch)
     if not 0 <= start <= stop <= trace.seq_len:
         raise ValueError(f"retention needs 0 <= start <= stop <= seq_len={trace.seq_len}, got [{start}, {stop})")
-    f = trace.array("f")[layer, direction, start:stop, batch]
+    f = trace.array("f")[layer, direction, start:min(stop, trace.steps(batch)), batch]  # the sequence's own steps
     return f.prod(axis=0, dtype=np.float64)
 
 

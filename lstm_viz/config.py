@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import operator
 from dataclasses import asdict, dataclass
 
 # PyTorch stacks the four gates' rows in this order inside weight_ih_l{k} / weight_hh_l{k} (shape (4H, ·)).
@@ -94,5 +95,12 @@ class LSTMConfig:
 
     @classmethod
     def of(cls, module) -> LSTMConfig:
-        """The config of an nn.LSTM or InstrumentedLSTM."""
-        return cls(**{k: getattr(module, k) for k in cls.__dataclass_fields__})
+        """The config of an nn.LSTM or InstrumentedLSTM as it is now. nn.LSTM keeps its arguments as given (e.g.
+        bidirectional=1, num_layers=np.int32(2)) and reads them by truth value or as integers: so does this."""
+        values = {k: getattr(module, k) for k in cls.__dataclass_fields__}
+        for name in ("bias", "batch_first", "bidirectional"):
+            values[name] = bool(values[name])
+        for name in ("input_size", "hidden_size", "num_layers", "proj_size"):
+            values[name] = operator.index(values[name])
+        values["dropout"] = float(values["dropout"])
+        return cls(**values)

@@ -4,7 +4,7 @@ For one layer and direction, with rows of the (4H, ·) weights in PyTorch's orde
 
     z_t = W_ih x_t + b_ih + b_hh + W_hh h_{t−1}       (4H): the input part, then the recurrent part
     i_t, f_t, o_t = σ(z_t rows i, f, o);  g_t = tanh(z_t rows g)
-    c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
+    c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t                  (computed by `kernel.cell`, the one place these equations are)
     h_t = o_t ⊙ tanh(c_t)            then h_t = W_hr h_t when proj_size > 0
 
 (for the reverse direction, "t−1" is the step processed before t: t+1.)
@@ -29,10 +29,13 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+from . import kernel
+from .kernel import CellStep
 
 if TYPE_CHECKING:
     from .config import LSTMConfig
@@ -69,44 +72,20 @@ QUANTITIES = ("i", "f", "g", "o", "c", "h")
 PACKED_MIN_VALUES = 1 << 20
 
 
-class CellStep(NamedTuple):
-    """What one step computed, each (…, H) but h (…, H_r)."""
-
-    i: Tensor
-    f: Tensor
-    g: Tensor
-    o: Tensor
-    c: Tensor
-    h: Tensor
-
-
 def input_part(x: Tensor, w: DirectionWeights) -> Tensor:
-    """W_ih x + b_ih + b_hh for every row of x (…, I_k) in one GEMM: (…, 4H). The part of z_t that does not
-    wait for h_{t−1}, so all steps' can be computed before the recurrence."""
-    flat_x = x.reshape(-1, x.shape[-1])
-    part = (torch.addmm(w.bias_ih + w.bias_hh, flat_x, w.weight_ih.T) if w.bias_ih is not None
-            else flat_x @ w.weight_ih.T)
-    return part.view(*x.shape[:-1], part.shape[-1])
+    """W_ih x + b_ih + b_hh for every row of x (…, I_k) in one GEMM: (…, 4H) (`kernel.input_part`)."""
+    return kernel.input_part(x, w.weight_ih, w.bias_ih, w.bias_hh)
 
 
 def lstm_cell(x_part: Tensor, h: Tensor, c: Tensor, weights: DirectionWeights,
               times_w_hh: Callable[[Tensor], Tensor] | None = None) -> CellStep:
-    """One LSTM step. x_part (…, 4H) is `input_part` of x_t; h (…, H_r) and c (…, H) the previous state.
+    """One LSTM step (`kernel.cell`). x_part (…, 4H) is `input_part` of x_t; h (…, H_r) and c (…, H) the previous
+    state.
 
     times_w_hh: h ↦ h W_hhᵀ, when the caller has a faster product for it (`step_product`); by default a matmul.
     """
     recurrent = times_w_hh(h) if times_w_hh is not None else h @ weights.weight_hh.T
-    z = x_part + recurrent  # z_t = W_ih x_t + b_ih + b_hh + W_hh h_{t−1}   (…, 4H), rows i, f, g, o
-    z_i, z_f, z_g, z_o = z.chunk(4, dim=-1)
-    i = torch.sigmoid(z_i)  # i_t = σ(W_ii x_t + b_ii + W_hi h_{t−1} + b_hi)
-    f = torch.sigmoid(z_f)  # f_t = σ(W_if x_t + b_if + W_hf h_{t−1} + b_hf)
-    g = torch.tanh(z_g)  # g_t = tanh(W_ig x_t + b_ig + W_hg h_{t−1} + b_hg)
-    o = torch.sigmoid(z_o)  # o_t = σ(W_io x_t + b_io + W_ho h_{t−1} + b_ho)
-    c = f * c + i * g  # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
-    h = o * torch.tanh(c)  # h_t = o_t ⊙ tanh(c_t)
-    if weights.weight_hr is not None:
-        h = h @ weights.weight_hr.T  # h_t = W_hr h_t   (…, P)
-    return CellStep(i, f, g, o, c, h)
+    return kernel.cell(x_part + recurrent, c, weights.weight_hr)  # z_t = W_ih x_t + b + W_hh h_{t−1}
 
 
 def run_direction(x: Tensor, h0: Tensor, c0: Tensor, w: DirectionWeights, reverse: bool,
@@ -282,7 +261,8 @@ def rebuild(x: Tensor, h: Tensor, h_before: Tensor, c_before: Tensor, w: Directi
     H = c_out.shape[-1]
     # [x_t, h_{t−1}] as step t saw them: h_{t−1} is the previous step in this direction's order, h_before first.
     h_prev = torch.cat((h[1:], h_before[None])) if reverse else torch.cat((h_before[None], h[:-1]))
-    xh = torch.cat((x, h_prev), dim=-1).view(n * B, -1)
+    xh = torch.cat((x, h_prev), dim=-1)
+    xh = xh.view(n * B, xh.shape[-1])
     # z_t = W_ih x_t + W_hh h_{t−1} + b_ih + b_hh, for all t at once, written straight into the
     # trace's gate buffer (n, B, 4H) and activated there in place: no (n, B, 4H) temporary.
     flat = gates.view(n * B, 4 * H)

@@ -10,7 +10,11 @@ The .npz layout written by `save_npz` (format version 1), one array per entry, a
     "weight/<name>"                  each parameter under its nn.LSTM name, e.g. "weight/weight_ih_l0"
     "meta"                           a 0-d str array holding JSON: {"format": "lstm_viz.trace", "version": 1,
                                      "config": LSTMConfig.to_dict(), "batched", "engine", "dtype" (e.g. "float32"),
-                                     "weights": the weight names in order, "trace_meta": Trace.meta}
+                                     "weights": the weight names in order, "trace_meta": Trace.meta, "packed"}
+
+A trace of a PackedSequence ("packed": true) also has "lengths" (batch,), "batch_sizes" (seq_len,), "sorted_indices"
+and "unsorted_indices" (batch,), all int64; its "output" is the packed data (sum of lengths, ·), and the other
+arrays hold NaN past each sequence's length.
 
 numpy has no bfloat16: a bfloat16 trace stores the raw bits of every array as int16 (meta "dtype" says so).
 Nothing is pickled, so a file loads with np.load(..., allow_pickle=False).
@@ -27,6 +31,7 @@ import numpy as np
 import plotly.io as pio
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
 from .config import LSTMConfig
 from .trace import Trace
@@ -66,7 +71,16 @@ def save_npz(trace: Trace, path_or_file) -> None:
     meta = {"format": FORMAT, "version": VERSION, "config": trace.config.to_dict(), "batched": trace.batched,
             "engine": trace.engine, "dtype": str(trace.f.dtype).removeprefix("torch."),
             "weights": list(trace.weights), "trace_meta": trace.meta}
-    arrays = {name: _to_numpy(getattr(trace, name)) for name in STATE_ARRAYS}
+    meta["packed"] = trace.packed
+    arrays = {name: _to_numpy(getattr(trace, name)) for name in STATE_ARRAYS if name != "output"}
+    arrays["output"] = _to_numpy(trace.output.data if trace.packed else trace.output)
+    if trace.packed:
+        out = trace.output
+        sorted_indices = torch.arange(trace.batch_size) if out.sorted_indices is None else out.sorted_indices
+        unsorted_indices = torch.arange(trace.batch_size) if out.unsorted_indices is None else out.unsorted_indices
+        arrays |= {name: value.cpu().to(torch.int64).numpy() for name, value in (
+            ("lengths", trace.lengths), ("batch_sizes", out.batch_sizes), ("sorted_indices", sorted_indices),
+            ("unsorted_indices", unsorted_indices))}
     arrays |= {f"layer_input_{k}": _to_numpy(x) for k, x in enumerate(trace.layer_inputs)}
     arrays |= {f"weight/{name}": _to_numpy(w) for name, w in trace.weights.items()}
     arrays["meta"] = np.array(json.dumps(meta))
@@ -113,18 +127,51 @@ def _load_npz(path_or_file, max_bytes: int) -> Trace:
         missing = [n for n in names if n not in archive.files]
         if missing:
             raise ValueError(f"lstm_viz trace .npz is missing arrays: {', '.join(missing)}")
+        packed = meta.get("packed") is True
+        if packed and any(n not in archive.files for n in PACKING_ARRAYS):
+            raise ValueError(f"lstm_viz trace .npz of a packed input lacks {', '.join(PACKING_ARRAYS)}")
         _check_declared(declared, names, meta, max_bytes)
         try:
             arrays = {n: _to_tensor(archive[n], dtype) for n in names}
+            packing = _read_packing(archive, declared) if packed else None
         except (OSError, ValueError, zipfile.BadZipFile) as e:
             raise ValueError(f"lstm_viz trace .npz has an unreadable array: {e}") from e
+    output = arrays["output"]
+    if packing is not None:
+        if output.shape[0] != int(packing["lengths"].sum()):
+            raise ValueError(f"lstm_viz trace .npz: packed 'output' has {output.shape[0]} rows for "
+                             f"{int(packing['lengths'].sum())} steps")
+        output = PackedSequence(output, packing["batch_sizes"], packing["sorted_indices"], packing["unsorted_indices"])
     return Trace(
         config=LSTMConfig(**meta["config"]),
-        **{n: arrays[n] for n in STATE_ARRAYS},
+        **{n: arrays[n] for n in STATE_ARRAYS if n != "output"}, output=output,
         layer_inputs=[arrays[f"layer_input_{k}"] for k in range(num_layers)],
         weights={w: arrays[f"weight/{w}"] for w in meta["weights"]},
         batched=meta["batched"], engine=meta["engine"], meta=meta.get("trace_meta", {}),
+        lengths=None if packing is None else packing["lengths"],
     )
+
+
+PACKING_ARRAYS = ("lengths", "batch_sizes", "sorted_indices", "unsorted_indices")
+
+
+def _read_packing(archive: np.lib.npyio.NpzFile, declared: dict) -> dict[str, Tensor]:
+    """A packed trace's lengths and packing, checked to describe one packed batch of its shape."""
+    T, B = declared["f"][0][2:4]
+    want = {"lengths": (B,), "batch_sizes": (T,), "sorted_indices": (B,), "unsorted_indices": (B,)}
+    for name, shape in want.items():
+        if declared[name] != (shape, np.dtype("int64")):
+            raise ValueError(f"lstm_viz trace .npz: {name!r} is {declared[name]}, expected int64 of shape {shape}")
+    packing = {name: torch.tensor(archive[name]) for name in PACKING_ARRAYS}
+    lengths, order = packing["lengths"], packing["sorted_indices"]
+    if (not ((lengths >= 1) & (lengths <= T)).all() or not torch.equal(order.sort().values, torch.arange(B))
+            or (lengths[order].diff() > 0).any()):  # sorted_indices: a permutation taking the longest first
+        raise ValueError("lstm_viz trace .npz: its lengths or sequence order do not describe a packed batch")
+    if not torch.equal(packing["batch_sizes"], (lengths[None, :] > torch.arange(T)[:, None]).sum(1)):
+        raise ValueError("lstm_viz trace .npz: its batch_sizes do not follow from its lengths")
+    if not torch.equal(packing["unsorted_indices"], order.argsort()):
+        raise ValueError("lstm_viz trace .npz: its unsorted_indices do not invert its sorted_indices")
+    return packing
 
 
 def _declared_arrays(archive: np.lib.npyio.NpzFile) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -164,7 +211,13 @@ def _check_declared(declared: dict, names: list[str], meta: dict, max_bytes: int
         for direction in range(D):
             for name in cfg.param_names(layer, direction):
                 shapes[f"weight/{name}"] = kinds[name.split("_l")[0]]
-    sizes = {"output": T * B * D * Hr, "h_n": L * D * B * Hr, "c_n": L * D * B * H}  # their layout varies
+    sizes = {"h_n": L * D * B * Hr, "c_n": L * D * B * H}  # their layout varies
+    if meta.get("packed") is True:  # the real steps only (their number is checked against the lengths on reading)
+        shape = declared["output"][0]
+        if len(shape) != 2 or shape[1] != D * Hr or shape[0] > T * B:
+            raise ValueError(f"lstm_viz trace .npz: packed 'output' has shape {shape}, expected (≤ {T * B}, {D * Hr})")
+    else:
+        sizes["output"] = T * B * D * Hr
     total = 0
     for name in names:
         shape, dtype = declared[name]

@@ -67,9 +67,13 @@ def typed_array(values: np.ndarray) -> dict:
 
 
 def cell_bound(trace: Trace, layer: int, direction: int) -> float:
-    """max |c| over the whole layer-direction: c's colour range stays put while stepping through time."""
-    return trace.memo(("abs max c", layer, direction),
-                      lambda: float(np.abs(trace.array("c")[layer, direction]).max()) or 1.0)
+    """max |c| over the whole layer-direction: c's colour range stays put while stepping through time. NaN (past a
+    packed sequence's end) is left out."""
+    def bound() -> float:
+        c = np.abs(trace.array("c")[layer, direction])
+        return float(np.fmax.reduce(c, axis=None, initial=0.0)) or 1.0
+
+    return trace.memo(("abs max c", layer, direction), bound)
 
 
 def colour_axes(trace: Trace, layer: int, direction: int, bars: dict[str, dict]) -> dict:

@@ -22,7 +22,8 @@ class Trace:
 
     f, i, g, o, c: (num_layers, num_directions, seq_len, batch, hidden_size)
     h:             (num_layers, num_directions, seq_len, batch, proj_size or hidden_size)
-    The reverse direction's step for input t is stored at t. Unbatched input has batch 1.
+    The reverse direction's step for input t is stored at t. Unbatched input has batch 1. A PackedSequence is
+    stored padded: sequence b's steps are 0 … lengths[b] − 1, NaN after, and `output` is packed.
     """
 
     config: LSTMConfig
@@ -41,6 +42,7 @@ class Trace:
     weights: dict[str, Tensor]  # the state_dict it ran with (nn.LSTM names)
     batched: bool = True
     engine: str = "stepwise"
+    lengths: Tensor | None = None  # (B,) steps of each sequence of a packed input (NaN past them); None: all T
     meta: dict = field(default_factory=dict)
     _memo: OrderedDict = field(default_factory=OrderedDict, repr=False, compare=False)
 
@@ -63,6 +65,15 @@ class Trace:
     @property
     def device(self) -> torch.device:
         return self.f.device
+
+    @property
+    def packed(self) -> bool:
+        """Whether this traced a PackedSequence (then `output` is one and `lengths` gives each sequence's steps)."""
+        return self.lengths is not None
+
+    def steps(self, batch: int) -> int:
+        """How many real steps batch element `batch` has: its length when packed, else seq_len."""
+        return self.seq_len if self.lengths is None else int(self.lengths[batch])
 
     def get(self, name: str) -> Tensor:
         """One of f, i, g, o, c, h by name."""
@@ -151,7 +162,29 @@ class Trace:
         return Explored(to_html(self, t=t, layer=layer, direction=direction, unit=unit, batch=batch,
                                 labels=labels))
 
+    def saturation(self, low: float = 0.1, high: float = 0.9) -> dict[str, np.ndarray]:
+        """Per gate f, i, o: (num_layers, num_directions, hidden_size, 2), the fractions of real steps and batch
+        elements below `low` and above `high` (`analysis.saturation`)."""
+        from .analysis import saturation
+
+        return saturation(self, low, high)
+
+    def to_npz(self, path_or_file) -> None:
+        """Write this trace as one .npz (`export.save_npz`): numpy arrays and JSON, nothing pickled."""
+        from .export import save_npz
+
+        save_npz(self, path_or_file)
+
+    @classmethod
+    def from_npz(cls, path_or_file) -> Trace:
+        """A trace written by `to_npz` (`export.load_npz`: shapes checked before any array is read)."""
+        from .export import load_npz
+
+        return load_npz(path_or_file)
+
     def to_numpy(self) -> dict[str, np.ndarray]:
         """Gates, states and outputs as numpy arrays (on the CPU), for plotting and export."""
-        names = GATES + STATES + ("output", "h_n", "c_n", "h0", "c0")
-        return {n: self.array(n) for n in names}
+        names = GATES + STATES + ("h_n", "c_n", "h0", "c0")
+        arrays = {n: self.array(n) for n in names}
+        arrays["output"] = self.output.data.detach().cpu().numpy() if self.packed else self.array("output")
+        return arrays

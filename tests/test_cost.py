@@ -102,7 +102,7 @@ def test_auto_picks_the_engine_that_is_faster_where_the_model_says_they_differ(s
     assert measured[pick] < measured[other], f"the model picks {pick}: estimated {estimates}, measured {measured}"
     monkeypatch.setitem(cost._calibrated, ("cpu", torch.float32), rates)  # auto uses the process's: these
     model, x = model_and_input(T, B, I, H, options)
-    assert model.auto_engine(x) == pick
+    assert model.auto_engine(T, B) == pick
 
 
 def test_rates_are_calibrated_once_per_device_and_dtype_even_when_asked_at_once(monkeypatch):

@@ -153,9 +153,14 @@ def test_dtype_mismatch_is_a_clear_error():
         m(torch.randn(5, 3, 4, dtype=torch.float64))
 
 
-def test_empty_sequence_is_refused():
-    with pytest.raises(ValueError, match="empty"):
-        InstrumentedLSTM(4, 6).trace(torch.randn(0, 3, 4))
+def test_empty_sequence_is_refused_as_nn_lstm_refuses_it():
+    model, x = InstrumentedLSTM(4, 6), torch.randn(0, 3, 4)
+    with pytest.raises(RuntimeError) as theirs:
+        model.to_torch()(x)
+    for run in (model, model.trace):
+        with pytest.raises(RuntimeError) as ours:
+            run(x)
+        assert str(ours.value) == str(theirs.value)
 
 
 def test_unknown_engine_is_refused():
