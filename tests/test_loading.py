@@ -34,13 +34,7 @@ CONFIGS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These LSTMs are tiny: with a busy CPU, intra-op threads only wait on each other (about 5x slower here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny LSTMs: see conftest
 
 
 def saved(obj, **kwargs) -> bytes:
@@ -500,7 +494,7 @@ def test_unsupported_opcodes_are_refused_in_torchs_words(monkeypatch):
     data = bombs.stored_archive(pickle.dumps({"weight_ih_l0": 1}, protocol=4))  # FRAME (149) first
     with pytest.raises(WeightsError) as scanned:
         list_lstms(data)
-    monkeypatch.setattr(loading, "_check_pickles", lambda data: None)
+    monkeypatch.setattr(loading, "check_pickles", lambda data: None)
     with pytest.raises(WeightsError) as unscanned, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch: "Detected pickle protocol 4 in the checkpoint"
         list_lstms(data)
