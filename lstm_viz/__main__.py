@@ -1,13 +1,16 @@
-"""Command line: trace a saved nn.LSTM on an input file.
+"""Command line: start the app, or trace a saved nn.LSTM on an input file.
 
-    python -m lstm_viz trace --weights model.pt --input x.npy --out trace.npz [--html report.html]
+    lstm-viz app [streamlit run's options, e.g. --server.port 8600]
+    lstm-viz trace --weights model.pt --input x.npy --out trace.npz [--html report.html]
 
---input: .npy of shape (T, F), (T, B, F) or (T,), or a .csv with a row per step; time-major, as nn.LSTM takes it.
+`python -m lstm_viz ...` is the same command. trace --input: .npy of shape (T, F), (T, B, F) or (T,), or a .csv with
+a row per step; time-major, as nn.LSTM takes it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -97,9 +100,26 @@ def trace_command(args) -> int:
     return 0
 
 
+def app_command(extra: list[str]) -> int:
+    """Becomes `streamlit run` on the installed page (os.execv: one process, so stopping it stops the server)."""
+    from . import serve
+
+    print(f"lstm-viz: open http://localhost:{serve.port(extra)} in a browser once the server is up (the URL Streamlit "
+          "prints below is the one in use; the server is headless: it opens no browser itself). Ctrl+C stops it.",
+          flush=True)
+    command = serve.command(extra)
+    os.execv(command[0], command)
+    return 1  # not reached: execv returns only by raising
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lstm_viz", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="lstm-viz", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("app", help="start the Streamlit app (headless: open the URL it prints); further options go "
+                        "to `streamlit run`, e.g. --server.port 8600",
+                        description="Start the app: `streamlit run` on the installed page, with the server options of "
+                        "lstm_viz/serve/config.toml wherever it is started. Further options go to `streamlit run` and "
+                        "win over those, e.g. lstm-viz app --server.port 8600.")
     cmd = commands.add_parser("trace", help="trace a saved LSTM on an input file and write the trace as .npz")
     cmd.add_argument("--weights", type=Path, required=True, help="torch.save(lstm.state_dict()) file")
     cmd.add_argument("--prefix", default=None, help="which LSTM, when the file holds several (e.g. encoder.rnn.)")
@@ -108,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--html", type=Path, default=None, help="also the explorer (layer 0) as an offline HTML file")
     cmd.add_argument("--engine", default="auto", choices=["auto", "stepwise", "fused"])
     cmd.add_argument("--force", action="store_true", help="overwrite --out and --html if they exist")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)  # app passes what it does not know on to Streamlit
+    if args.command == "app":
+        return app_command(extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return trace_command(args)
 
 

@@ -93,12 +93,7 @@ def streamlit_process(app_path: Path | str = APP_PATH, timeout_s: float = SERVER
                 time.sleep(0.25)
             yield base, proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            stop_process(proc)
 
 
 @contextlib.contextmanager
@@ -223,3 +218,13 @@ def browser_marks() -> list:
     return [pytest.mark.browser,
             pytest.mark.skipif(not have_playwright(), reason="the playwright Python package is not installed"),
             pytest.mark.skipif(find_chromium() is None, reason="no chromium at /usr/bin/chromium or on PATH")]
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 15) -> None:
+    """Terminate a server, killing it if it does not stop within timeout_s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout_s)

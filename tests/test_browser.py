@@ -400,6 +400,8 @@ def test_markup_from_urls_files_weights_and_typed_text_shows_as_plain_text(serve
 
     import torch
 
+    from lstm_viz import list_lstms
+
     # A URL value: the name of the weights a link was made with, shown in a warning.
     page.goto(f"{server}/?model_source=uploaded%20weights&weights={quote(MARKUP)}")
     assert_plain_text(page, "[sign in again](https://evil.example/login) ![logo](https://evil.example/x.png)")
@@ -411,7 +413,9 @@ def test_markup_from_urls_files_weights_and_typed_text_shows_as_plain_text(serve
     weights = tmp_path / "model.pt"
     torch.save(state, weights)
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(weights)
-    assert_plain_text(page, f"Loaded model.pt at {MARKUP}.")
+    location = next(where for where in list_lstms(weights) if where != "b.")  # '/' is written ~1 in a location
+    assert MARKUP.replace("/", "~1") in location
+    assert_plain_text(page, f"Loaded model.pt at {location}:")
     screenshot(page, "browser-markup-weights.png")
     # A typed token, quoted in the error (tokens are split at spaces and clipped to 20 characters).
     page.goto(f"{server}/?input_source=typed&typed_text={quote('[a](https://ev.il/x), 1')}")

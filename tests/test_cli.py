@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,34 @@ def test_cli_bad_paths_are_one_line_errors_before_any_work(tmp_path, capsys, cha
     err = capsys.readouterr().err
     assert says in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_help_lists_both_commands(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    assert "lstm-viz" in shown and "app" in shown and "trace" in shown
+
+
+def test_app_is_streamlit_run_on_the_packaged_page_with_the_packaged_options_then_the_users(monkeypatch, capsys):
+    import lstm_viz.__main__ as cli
+    from lstm_viz import serve
+
+    became = []
+    monkeypatch.setattr(cli.os, "execv", lambda path, argv: became.append((path, argv)))  # instead of the server
+    main(["app", "--server.port", "8600"])
+    (path, argv), = became
+    assert path == sys.executable == argv[0]
+    assert argv[1:] == ["-m", "streamlit", "run", str(serve.SCRIPT), *serve.flags(), "--server.port", "8600"]
+    assert "http://localhost:8600" in capsys.readouterr().out  # where to open it
+
+
+def test_trace_refuses_options_it_does_not_know(tmp_path, capsys):
+    weights, inputs = small_inputs(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main(["trace", "--weights", str(weights), "--input", str(inputs), "--out", str(tmp_path / "t.npz"),
+              "--server.port", "8600"])
+    assert exited.value.code == 2
+    assert "unrecognized arguments: --server.port 8600" in capsys.readouterr().err
+    assert not (tmp_path / "t.npz").exists()
