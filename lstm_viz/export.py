@@ -40,6 +40,7 @@ FORMAT = "lstm_viz.trace"
 VERSION = 1
 QUANTITIES = ("f", "i", "g", "o", "c", "h")
 STATE_ARRAYS = QUANTITIES + ("output", "h_n", "c_n", "h0", "c0")
+PACKING_ARRAYS = ("lengths", "batch_sizes", "sorted_indices", "unsorted_indices")  # a packed trace's, int64
 # A trace file is refused before any array is read when its arrays would take more than this in memory.
 LOAD_MAX_BYTES = 4 * 2**30
 META_MAX_BYTES = 2**20
@@ -151,8 +152,6 @@ def _load_npz(path_or_file, max_bytes: int) -> Trace:
         lengths=None if packing is None else packing["lengths"],
     )
 
-
-PACKING_ARRAYS = ("lengths", "batch_sizes", "sorted_indices", "unsorted_indices")
 
 
 def _read_packing(archive: np.lib.npyio.NpzFile, declared: dict) -> dict[str, Tensor]:

@@ -97,7 +97,7 @@ class InstrumentedLSTM(nn.LSTM):
         orig_input = input
         if isinstance(orig_input, PackedSequence):
             input, batch_sizes, sorted_indices, unsorted_indices = orig_input
-            hx = self._hidden_or_zeros(input, hx, int(batch_sizes[0]))
+            hx = self.hidden_or_zeros(input, hx, int(batch_sizes[0]))
             hx = self.permute_hidden(hx, sorted_indices)  # the kernel takes states in the packed (sorted) order
             self.check_forward_args(input, hx, batch_sizes)
             sizes: list[int] = batch_sizes.tolist()
@@ -114,7 +114,7 @@ class InstrumentedLSTM(nn.LSTM):
             return output.squeeze(0 if self.batch_first else 1), (h_n.squeeze(1), c_n.squeeze(1))
         return output, (h_n, c_n)
 
-    def _hidden_or_zeros(self, input: Tensor, hx: Optional[tuple[Tensor, Tensor]],  # noqa: UP045
+    def hidden_or_zeros(self, input: Tensor, hx: Optional[tuple[Tensor, Tensor]],  # noqa: UP045
                          batch: int) -> tuple[Tensor, Tensor]:
         """hx, or zero states (L·D, batch, ·) of the input's dtype and device when it is None."""
         if hx is not None:
@@ -141,7 +141,7 @@ class InstrumentedLSTM(nn.LSTM):
                                    f"({hx[0].dim()}-D, {hx[1].dim()}-D) tensors")
             if not is_batched:
                 hx = (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
-        hx = self._hidden_or_zeros(input, hx, input.size(0) if self.batch_first else input.size(1))
+        hx = self.hidden_or_zeros(input, hx, input.size(0) if self.batch_first else input.size(1))
         self.check_forward_args(input, hx, None)
         return input, hx, is_batched
 

@@ -26,7 +26,7 @@ def trace_packed(model, packed: PackedSequence, hx: tuple[Tensor, Tensor] | None
         model.check_forward_args(data, model.permute_hidden(hx, packed.sorted_indices), batch_sizes)
     padded, lengths = pad_packed_sequence(packed)  # (T, B, I) and (B,), in the user's batch order
     T, B = padded.shape[:2]
-    h0, c0 = model._hidden_or_zeros(data, hx, B)
+    h0, c0 = model.hidden_or_zeros(data, hx, B)
     engine = model.auto_engine(T, B) if engine == "auto" else engine
     L, D, H, H_r = cfg.num_layers, cfg.num_directions, cfg.hidden_size, cfg.real_hidden_size
     nan = dict(dtype=data.dtype, device=data.device)
