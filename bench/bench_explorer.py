@@ -95,7 +95,7 @@ const nextKey = () => {  // ArrowRight, turning to ArrowLeft at `last` and back 
   window.__lvxDir = dir;
   return [dir > 0 ? 'ArrowRight' : 'ArrowLeft', t + dir];
 };
-const shows = (t) => Number(root.dataset.t) === t && plot.data.every((q) => q.hovertemplate.includes(`t=${t} (`));
+const shows = (t) => Number(root.dataset.t) === t && plot.data.every((q) => q.hovertemplate.includes(`t=${t} `));
 const frame = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
 const press = (key) => document.body.dispatchEvent(new KeyboardEvent('keydown', {key, bubbles: true}));
 """

@@ -8,11 +8,12 @@ import pytest
 import torch
 from figure_data import decode_array
 
-from lstm_viz import InstrumentedLSTM, shapes
+from lstm_viz import InstrumentedLSTM, figures, shapes
 from lstm_viz.config import LSTMConfig
 from lstm_viz.figures import (
     DISPLAY_ORDER,
     OVER_TIME_MAX_VALUES,
+    QUANTITIES,
     over_time_spec,
     step_heatmap_spec,
     step_spec,
@@ -32,22 +33,27 @@ def test_step_spec_is_valid_and_holds_the_trace(trace):
     for k, name in enumerate(DISPLAY_ORDER):
         z = decode_array(spec["data"][k]["z"])
         np.testing.assert_allclose(z, trace.get(name)[1, 1, 4].numpy(), rtol=1e-7)
-        assert spec["layout"]["annotations"][k]["text"].endswith("t=4")
-        assert "t=4" in spec["data"][k]["hovertemplate"] and "unit" in spec["data"][k]["hovertemplate"]
+        assert figures.plain(spec["layout"]["annotations"][k]["text"]) == figures.plain(QUANTITIES[name].title)
+        assert f"{QUANTITIES[name].named} · t=4 · batch %{{y}} · unit %{{x}} · layer 1 · reverse<br>" in \
+            spec["data"][k]["hovertemplate"]
+    assert spec["layout"]["title"]["text"] == "step t=4 · layer 1 · reverse"
     assert decode_array(spec["data"][5]["z"]).shape == (2, 4)  # h has proj_size units
     boxes = [s for s in spec["layout"]["shapes"]]
-    assert len(boxes) == 6 and all(b["x0"] == 1.5 and b["x1"] == 2.5 for b in boxes)
+    assert len(boxes) == 6
+    assert all(b["x0"] == 1.5 and b["x1"] == 2.5 for b in boxes)
 
 
 def test_colour_conventions(trace):
     layout = step_spec(trace, 0)["layout"]
     axis_of = {name: d["coloraxis"] for name, d in zip(DISPLAY_ORDER, step_spec(trace, 0)["data"], strict=True)}
-    assert axis_of["f"] == axis_of["i"] == axis_of["o"] and axis_of["g"] == axis_of["h"] != axis_of["f"]
+    assert axis_of["f"] == axis_of["i"] == axis_of["o"]
+    assert axis_of["g"] == axis_of["h"] != axis_of["f"]
     gates, tanh, cell = (layout[axis_of[q]] for q in ("f", "g", "c"))
     assert (gates["cmin"], gates["cmax"]) == (0.0, 1.0)
     assert (tanh["cmin"], tanh["cmax"], tanh["cmid"]) == (-1.0, 1.0, 0.0)
     bound = np.abs(trace.c[0, 0].numpy()).max()
-    assert cell["cmin"] == -cell["cmax"] and cell["cmax"] == pytest.approx(bound)
+    assert cell["cmin"] == -cell["cmax"]
+    assert cell["cmax"] == pytest.approx(bound)
     assert "from data" in cell["colorbar"]["title"]["text"]
 
 
@@ -69,7 +75,8 @@ def test_long_sequences_are_windowed_and_say_so():
     spec = over_time_spec(tr, t=4321)
     z = decode_array(spec["data"][0]["z"])
     start, stop = spec["data"][0]["x0"], spec["data"][0]["x0"] + z.shape[1]
-    assert start <= 4321 < stop and 6 * z.size <= OVER_TIME_MAX_VALUES
+    assert start <= 4321 < stop
+    assert 6 * z.size <= OVER_TIME_MAX_VALUES
     np.testing.assert_allclose(z, tr.f[0, 0, start:stop, 0].numpy().T, rtol=1e-7)
     assert f"steps {start}–{stop - 1} of 5000" in spec["layout"]["title"]["text"]
 
@@ -78,7 +85,8 @@ def test_long_sequences_are_windowed_and_say_so():
                                               (7, 6, 3)])
 def test_time_window_holds_t_and_moves_in_strides(seq_len, t, budget):
     start, stop = time_window(seq_len, t, budget)
-    assert 0 <= start <= t < stop <= seq_len and stop - start == min(seq_len, budget)
+    assert 0 <= start <= t < stop <= seq_len
+    assert stop - start == min(seq_len, budget)
     # within a stride the window does not move, so the figure's data need not change
     assert time_window(seq_len, min(t + 1, seq_len - 1), budget)[0] in (start, start + max(1, budget // 2))
 
@@ -95,8 +103,10 @@ def test_shapes_of_the_classic_example():
     io = {r.name: r for r in shapes.io_shapes(cfg, seq_len=5, batch_size=3)}
     ref = torch.nn.LSTM(10, 20, 2)
     out, (h_n, c_n) = ref(torch.randn(5, 3, 10))
-    assert io["input"].shape == (5, 3, 10) and io["input"].axes[:2] == ("seq", "batch")
-    assert io["output"].shape == tuple(out.shape) and io["h_n"].shape == tuple(h_n.shape)
+    assert io["input"].shape == (5, 3, 10)
+    assert io["input"].axes[:2] == ("seq", "batch")
+    assert io["output"].shape == tuple(out.shape)
+    assert io["h_n"].shape == tuple(h_n.shape)
     assert io["c_n"].shape == tuple(c_n.shape)
     weights = {r.name: r.shape for r in shapes.weight_shapes(cfg)}
     assert weights == {k: tuple(v.shape) for k, v in ref.state_dict().items()}
@@ -111,8 +121,10 @@ def test_io_shapes_match_nn_lstm(option):
     x = torch.randn((3, 5, 4) if cfg.batch_first else (5, 3, 4))
     out, (h_n, c_n) = ref(x)
     io = {r.name: r.shape for r in shapes.io_shapes(cfg, seq_len=5, batch_size=3)}
-    assert io["input"] == tuple(x.shape) and io["output"] == tuple(out.shape)
-    assert io["h_n"] == tuple(h_n.shape) and io["c_n"] == tuple(c_n.shape)
+    assert io["input"] == tuple(x.shape)
+    assert io["output"] == tuple(out.shape)
+    assert io["h_n"] == tuple(h_n.shape)
+    assert io["c_n"] == tuple(c_n.shape)
     assert {r.name: r.shape for r in shapes.weight_shapes(cfg)} == {k: tuple(v.shape)
                                                                    for k, v in ref.state_dict().items()}
 
@@ -152,7 +164,8 @@ def test_long_sequences_thin_the_lines_and_say_so():
     spec = unit_spec(tr, unit=1)
     c_line = next(d for d in spec["data"] if d["name"] == "c")
     y = decode_array(c_line["y"])
-    assert len(y) <= LINE_MAX_POINTS and c_line["x"][1] - c_line["x"][0] == 3
+    assert len(y) <= LINE_MAX_POINTS
+    assert c_line["x"][1] - c_line["x"][0] == 3
     np.testing.assert_allclose(y, tr.c[0, 0, ::3, 0, 1].numpy(), rtol=1e-7)
     assert "a point every 3 steps of 10,001" in spec["layout"]["title"]["text"]
     ledger = ledger_spec(analysis.memory_ledger(tr), unit=1, layer=0)

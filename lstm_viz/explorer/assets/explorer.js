@@ -23,7 +23,9 @@
     c: { words: "cell state", symbol: "C<sub>t</sub>", axis: "coloraxis3" },
     h: { words: "hidden state", symbol: "h<sub>t</sub>", axis: "coloraxis2" },
   };
-  const STEP_COLUMNS = [[0.0, 0.24], [0.3, 0.54], [0.6, 0.84]];
+  // Bands of a figure in px (figures.py's): the title, a panel's title, x tick labels, the x axis title.
+  const BAND = { title: 30, panel: 20, ticks: 22, axisTitle: 20 };
+  const NARROW_PX = 600; // below this width: two heatmap columns, colour bars below, fewer ticks
   const SPEEDS = [1, 2, 4, 8, 16, 30]; // steps per second
   const REPORT_AFTER_MS = 350; // Python learns t this long after the user stops stepping
   const PLOT_CONFIG = { displaylogo: false, responsive: true };
@@ -64,6 +66,59 @@
   // Plotly reads a subset of HTML in titles, ticks and hover text: user strings go in with <, > and & escaped.
   function escapeHtml(text) {
     return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+
+  // A label inside a hover template: escaped, and its "%{" kept from starting a template field.
+  function literal(text) {
+    return escapeHtml(text).replace(/%\{/g, "%\u200b{");
+  }
+
+  /* The one tooltip format (figures.hover_text): "forget gate f · t=5 · batch 0 · unit 3 · layer 1 · reverse",
+   * then the value. On a time axis t is "t=%{x:d}": a bare %{x} prints the axis's tick label, and a toy task's
+   * labels already read "t=5". */
+  function hoverText(what, time, batch, index, where, value) {
+    const parts = [what, time, batch == null ? null : `batch ${batch}`, index, where || null];
+    return parts.filter((p) => p != null).join(" · ") + `<br>${value || "value %{z:.4f}"}<extra></extra>`;
+  }
+
+  /* "t=5", with the step's label when it says more than that: "t=0 (store)" (figures.step_label). */
+  function stepLabel(t, label) {
+    const more = label != null && label !== String(t) && label !== `t=${t}`;
+    return `t=${t}` + (more ? ` (${literal(label)})` : "");
+  }
+
+  /* Paper-fraction domains, top to bottom, of panels given as [px free above, px tall], and the plotting area's
+   * height in px (figures.vertical_domains). */
+  function verticalDomains(panels) {
+    const area = panels.reduce((sum, [above, tall]) => sum + above + tall, 0);
+    let y = 0;
+    const domains = panels.map(([above, tall]) => {
+      y += above;
+      const domain = [1 - (y + tall) / area, 1 - y / area];
+      y += tall;
+      return domain;
+    });
+    return { domains, area };
+  }
+
+  /* A readable colour bar (figures.colour_bar): 16 px thick, `len` px long, 11 px ticks, its title clear of them. */
+  function colourBar(text, len, place) {
+    return { title: { text, side: "top", font: { size: 11 } }, thickness: 16,
+             len, lenmode: "pixels", tickfont: { size: 11 }, nticks: 5, ticks: "outside", ticklen: 3, outlinewidth: 0,
+             ...place };
+  }
+
+  /* Tick labels for steps [start, stop): every k-th, so that they sit side by side unrotated in `width` px. */
+  function timeTicks(labels, start, stop, width) {
+    const shown = labels.map(escapeHtml), longest = Math.max(1, ...shown.map((l) => l.length));
+    const every = Math.max(1, Math.ceil(shown.length * (7 * longest + 10) / Math.max(width, 1)));
+    const ticks = [], last = shown.length - 1;
+    for (let k = 0; k <= last; k += every) ticks.push(k);
+    if (ticks[ticks.length - 1] !== last) { // the last step too ("recall"), in place of a neighbour too close to it
+      if (last - ticks[ticks.length - 1] < every * 0.8 && ticks.length > 1) ticks.pop();
+      ticks.push(last);
+    }
+    return { tickvals: ticks.map((k) => start + k), ticktext: ticks.map((k) => shown[k]), tickangle: 0 };
   }
 
   function el(tag, attrs, ...children) {
@@ -131,6 +186,17 @@
       this.build();
       this.onKey = (event) => this.key(event);
       document.addEventListener("keydown", this.onKey);
+      // Laid out in px for the width drawn at: a new width (a rotated phone, a resized window) redraws both.
+      this.onResize = () => {
+        clearTimeout(this.resizeTimer);
+        this.resizeTimer = setTimeout(() => this.resized(), 150);
+      };
+      window.addEventListener("resize", this.onResize);
+    }
+
+    resized() {
+      if (!this.header || Math.abs(this.root.clientWidth - (this.drawnWidth || 0)) < 24) return;
+      this.drawStep(true); this.drawTime(true);
     }
 
     build() {
@@ -313,29 +379,29 @@
       return rows;
     }
 
-    hover(name, t) {
-      const h = this.header, q = QUANTITIES[name];
-      const label = h.labels[t - h.start];
-      const where = `layer ${h.layer}, ${h.direction_name}`;
-      // A label's "%{" would be read as a hover template variable: a zero-width space keeps it literal.
-      const literal = escapeHtml(label).replace(/%\{/g, "%\u200b{");
-      return `${q.words} ${name}<br>t=${t} (${literal})<br>batch %{y}<br>unit %{x}<br>` +
-        `value %{z:.7g}<br>${where}<extra></extra>`;
+    place() { // "layer 1 · reverse" where the model has several layers or two directions (figures.position)
+      const h = this.header, parts = h.num_layers > 1 ? [`layer ${h.layer}`] : [];
+      if (h.num_directions > 1) parts.push(h.direction_name);
+      return parts.join(" · ");
     }
 
-    colourAxes(bars) {
-      const h = this.header, bound = h.c_bound;
+    hover(name, t) {
+      const h = this.header, q = QUANTITIES[name];
+      return hoverText(`${q.words} ${name}`, stepLabel(t, h.labels[t - h.start]), "%{y}", "unit %{x}", this.place());
+    }
+
+    colourAxes(bars) { // bars[axis]: [len in px, placement]
+      const h = this.header, bound = h.c_bound, narrow = bars.coloraxis[1].orientation === "h";
       const axes = {
-        coloraxis: { cmin: 0, cmax: 1, colorscale: h.scales.gate, title: "f, i, o<br>0..1" },
-        coloraxis2: { cmin: -1, cmax: 1, cmid: 0, colorscale: h.scales.diverging, title: "g, h<br>−1..1" },
-        coloraxis3: { cmin: -bound, cmax: bound, cmid: 0, colorscale: h.scales.diverging,
-                      title: `C: ±${bound.toPrecision(3)}<br>(from data)` },
+        coloraxis: [{ cmin: 0, cmax: 1, colorscale: h.scales.gate }, narrow ? "f, i, o (0..1)" : "f, i, o"],
+        coloraxis2: [{ cmin: -1, cmax: 1, cmid: 0, colorscale: h.scales.diverging },
+                     narrow ? "g, h (−1..1)" : "g, h"],
+        coloraxis3: [{ cmin: -bound, cmax: bound, cmid: 0, colorscale: h.scales.diverging },
+                     `c ±${bound.toPrecision(3)}<br>from data`],
       };
       const layout = {};
-      for (const [name, axis] of Object.entries(axes)) {
-        const { title, ...rest } = axis;
-        layout[name] = { ...rest, colorbar: { title: { text: title, side: "top" }, thickness: 12, yanchor: "middle",
-                                              ...bars[name] } };
+      for (const [name, [axis, title]] of Object.entries(axes)) {
+        layout[name] = { ...axis, colorbar: colourBar(title, ...bars[name]) };
       }
       return layout;
     }
@@ -352,7 +418,7 @@
       return shapes;
     }
 
-    narrow() { return this.root.clientWidth > 0 && this.root.clientWidth < 600; }
+    narrow() { return this.root.clientWidth > 0 && this.root.clientWidth < NARROW_PX; }
 
     drawUnitBoxes() {
       if (this.stepDiv.data) Plotly.relayout(this.stepDiv, { shapes: this.unitBoxes() });
@@ -367,32 +433,49 @@
       }
       const data = [], layout = {}, annotations = [];
       const narrow = this.narrow(), perRow = narrow ? 2 : 3, rows = 6 / perRow;
-      // About four ticks an axis: each tick label is redrawn on every step (ten an axis cost ~10 ms a step).
-      const tick = (n) => Math.max(1, Math.ceil(n / 4));
-      const columns = narrow ? [[0.0, 0.42], [0.52, 0.94]] : STEP_COLUMNS;
+      const width = this.stepDiv.clientWidth || this.root.clientWidth || 700;
+      this.drawnWidth = this.root.clientWidth;
+      const margin = { l: 44, r: 10, t: 4, b: BAND.ticks + BAND.axisTitle, pad: 0 };
+      const plotW = width - margin.l - margin.r;
+      // Wide: two columns of colour bars to the right (130 px); narrow: three bars stacked below.
+      const barsPx = narrow ? 0 : 130, gap = 34, colW = (plotW - barsPx - gap * (perRow - 1)) / perRow;
+      const columns = Array.from({ length: perRow }, (_, c) => [c * (colW + gap) / plotW,
+                                                                (c * (colW + gap) + colW) / plotW]);
+      // About three or four ticks an axis: each tick label is redrawn on every step (ten an axis cost ~10 ms a step).
+      const tick = (n) => Math.max(1, Math.ceil(n / (narrow ? 3 : 4)));
+      const tall = (narrow ? 64 : 90) + 18 * Math.min(h.batch, 16);
+      const { domains, area } = verticalDomains(Array.from({ length: rows }, (_, r) => [
+        (r ? BAND.ticks : 0) + BAND.panel, tall]));
       h.order.forEach((name, k) => {
-        const row = Math.floor(k / perRow), col = k % perRow, top = 1 - row / rows;
+        const row = Math.floor(k / perRow), col = k % perRow;
         const axis = k === 0 ? "" : String(k + 1), width = name === "h" ? h.h_units : h.hidden;
         data.push({ type: "heatmap", z: this.slice(name, t), name, coloraxis: QUANTITIES[name].axis,
                     hovertemplate: this.hover(name, t), xaxis: `x${axis}`, yaxis: `y${axis}` });
-        layout[`xaxis${axis}`] = { domain: columns[col], anchor: `y${axis}`, dtick: tick(width),
-                                   title: { text: row === rows - 1 ? "unit" : "" }, tickangle: 0, fixedrange: true };
-        layout[`yaxis${axis}`] = { domain: [top - 1 / rows + 0.14 / rows, top - 0.12 / rows], anchor: `x${axis}`,
-                                   autorange: "reversed",
-                                   dtick: tick(h.batch), title: { text: col === 0 ? "batch" : "" },
-                                   fixedrange: true };
+        layout[`xaxis${axis}`] = { domain: columns[col], anchor: `y${axis}`, dtick: tick(width), tickangle: 0,
+                                   tickfont: { size: narrow ? 10 : 11 }, fixedrange: true,
+                                   automargin: false,
+                                   title: { text: row === rows - 1 ? "unit" : "", font: { size: 12 }, standoff: 4 } };
+        layout[`yaxis${axis}`] = { domain: domains[row], anchor: `x${axis}`, autorange: "reversed",
+                                   dtick: tick(h.batch), tickfont: { size: narrow ? 10 : 11 }, fixedrange: true,
+                                   title: { text: col === 0 ? "batch" : "", font: { size: 12 }, standoff: 4 } };
         annotations.push({ text: `<b>${QUANTITIES[name].symbol}</b> ${QUANTITIES[name].words}`,
-                           x: columns[col][0], y: top, xref: "paper", yref: "paper", xanchor: "left",
-                           yanchor: "top", showarrow: false, font: { size: 13 } });
+                           x: columns[col][0], y: domains[row][1], xref: "paper", yref: "paper", xanchor: "left",
+                           yanchor: "bottom", showarrow: false, font: { size: narrow ? 12 : 13 } });
       });
-      const below = (x) => ({ orientation: "h", x, xanchor: "left", y: -0.1, yanchor: "top", len: 0.28 });
-      Object.assign(layout, this.colourAxes(narrow  // on a phone the three bars sit side by side below
-        ? { coloraxis: below(0), coloraxis2: below(0.36), coloraxis3: below(0.72) }
-        : { coloraxis: { x: 0.87, y: 0.78, len: 0.4 }, coloraxis2: { x: 0.87, y: 0.22, len: 0.4 },
-            coloraxis3: { x: 1.0, y: 0.22, len: 0.4 } }));
-      Object.assign(layout, { annotations, shapes: this.unitBoxes(),
-                              height: rows * (90 + 20 * Math.min(h.batch, 16)) + (narrow ? 150 : 60),
-                              margin: { l: 50, r: narrow ? 10 : 50, t: 10, b: narrow ? 130 : 40 }, uirevision: h.id });
+      const BAR_ROW = 62; // a horizontal bar: its title, the bar, its tick labels and some air
+      if (narrow) { // the three bars stacked below the heatmaps
+        const below = (k) => [Math.min(200, plotW * 0.55), { orientation: "h", x: 0, xanchor: "left",
+          y: -(BAND.ticks + BAND.axisTitle + 10 + k * BAR_ROW) / area, yanchor: "top" }];
+        Object.assign(layout, this.colourAxes({ coloraxis: below(0), coloraxis2: below(1), coloraxis3: below(2) }));
+        margin.b += 3 * BAR_ROW + 10;
+      } else { // beside each row, its title band included
+        const beside = (row, px) => [tall + BAND.panel, { x: 1 - px / plotW, xanchor: "left",
+                                                          y: domains[row][1] + BAND.panel / area, yanchor: "top" }];
+        Object.assign(layout, this.colourAxes({ coloraxis: beside(0, 122), coloraxis2: beside(1, 122),
+                                                coloraxis3: beside(1, 58) }));
+      }
+      Object.assign(layout, { annotations, shapes: this.unitBoxes(), margin, uirevision: h.id,
+                              height: Math.round(area + margin.t + margin.b) });
       Plotly.react(this.stepDiv, data, layout, PLOT_CONFIG);
       if (!this.stepDiv.__lvxClick) {
         this.stepDiv.__lvxClick = true;
@@ -416,36 +499,49 @@
         return;
       }
       this.displayWindow = [start, stop];
+      const narrow = this.narrow(), width = this.timeDiv.clientWidth || this.root.clientWidth || 700;
+      this.drawnWidth = this.root.clientWidth;
+      // Wide: two columns of colour bars in the right margin; narrow: none (the step figure above has them).
+      const margin = { l: narrow ? 50 : 60, r: narrow ? 10 : 150, t: BAND.title, b: BAND.ticks + BAND.axisTitle,
+                       pad: 0 };
+      const plotW = width - margin.l - margin.r;
       const rows = this.timeRows(start, stop);
-      const n = rows.length, gap = 0.025, weights = rows.map((r) => r.weight);
-      const total = weights.reduce((a, b) => a + b, 0), usable = 1 - gap * (n - 1);
+      const { domains, area } = verticalDomains(rows.map((row) => [BAND.panel, Math.round(64 * row.weight)]));
       const data = [], layout = {}, annotations = [];
-      let top = 1;
       rows.forEach((row, k) => {
-        const axis = k === 0 ? "" : String(k + 1), height = usable * row.weight / total;
+        const axis = k === 0 ? "" : String(k + 1);
         for (const trace of row.traces) data.push({ ...trace, xaxis: "x", yaxis: `y${axis}` });
-        layout[`yaxis${axis}`] = { domain: [Math.max(0, top - height), top], anchor: "x", fixedrange: true,
+        layout[`yaxis${axis}`] = { domain: domains[k], anchor: "x", fixedrange: true, tickfont: { size: 10 },
                                    title: { text: row.axisTitle, font: { size: 11 } }, ...(row.yaxis || {}) };
-        annotations.push({ text: row.title, x: 0, y: top, xref: "paper", yref: "paper", xanchor: "left",
+        annotations.push({ text: row.title, x: 0, y: domains[k][1], xref: "paper", yref: "paper", xanchor: "left",
                            yanchor: "bottom", showarrow: false, font: { size: 12 } });
-        top -= height + gap;
       });
-      const xaxis = { title: { text: "time step t" }, anchor: `y${n}`, range: [start - 0.5, stop - 0.5],
-                      autorange: false, fixedrange: true };
-      if (stop - start <= 64) {
-        xaxis.tickvals = []; xaxis.ticktext = [];
-        for (let s = start; s < stop; s++) { xaxis.tickvals.push(s); xaxis.ticktext.push(escapeHtml(h.labels[s - h.start])); }
+      const xaxis = { title: { text: "time step t", font: { size: 12 }, standoff: 4 }, anchor: `y${rows.length}`,
+                      automargin: false,
+                      range: [start - 0.5, stop - 0.5], autorange: false, fixedrange: true, tickfont: { size: 11 } };
+      if (stop - start <= 64) Object.assign(xaxis, timeTicks(h.labels.slice(start - h.start, stop - h.start), start,
+                                                             stop, plotW));
+      else xaxis.nticks = Math.max(3, Math.floor(plotW / 70));
+      if (narrow) {
+        Object.assign(layout, this.colourAxes({ coloraxis: [100, { orientation: "h" }],
+                                                coloraxis2: [100, { orientation: "h" }],
+                                                coloraxis3: [100, { orientation: "h" }] }));
+        for (const axis of ["coloraxis", "coloraxis2", "coloraxis3"]) layout[axis].showscale = false;
+      } else { // a bar beside the rows it colours (their title bands included)
+        const at = (name) => rows.findIndex((row) => row.key === name);
+        const beside = (first, last, px) => [(domains[first][1] - domains[last][0]) * area + BAND.panel,
+          { x: 1 + px / plotW, xanchor: "left", y: domains[first][1] + BAND.panel / area, yanchor: "top" }];
+        Object.assign(layout, this.colourAxes({ coloraxis: beside(at("f"), at("o"), 12),
+                                                coloraxis2: beside(at("g"), at("h"), 12),
+                                                coloraxis3: beside(at("c"), at("h"), 80) }));
       }
       const windowNote = stop - start === h.seq_len ? "" : ` · steps ${start}–${stop - 1} of ${h.seq_len}`;
-      Object.assign(layout, this.colourAxes({ coloraxis: { x: 1.01, y: 0.72, len: 0.3 },
-                                              coloraxis2: { x: 1.01, y: 0.38, len: 0.3 },
-                                              coloraxis3: { x: 1.09, y: 0.38, len: 0.3 } }));
-      if (this.narrow()) for (const axis of ["coloraxis", "coloraxis2", "coloraxis3"]) layout[axis].showscale = false;
+      const place = narrow ? this.place() : `layer ${h.layer} · ${h.direction_name}`; // a phone: only what varies
+      const where = place ? ` · ${place}` : "";
       Object.assign(layout, {
-        xaxis, annotations, height: 70 * total + 110, margin: { l: 60, r: 10, t: 40, b: 70 }, showlegend: rows.some((r) => r.legend),
-        legend: { orientation: "h", x: 1, xanchor: "right", y: 1.0, yanchor: "bottom" },
-        title: { text: `over time · layer ${h.layer} · ${h.direction_name} · batch ${this.batch}${windowNote}`,
-                 font: { size: 14 } },
+        xaxis, annotations, margin, height: Math.round(area + margin.t + margin.b), showlegend: false,
+        title: { text: `over time${where} · batch ${this.batch}${windowNote}`, font: { size: 14 }, x: 0,
+                 xref: "container", xanchor: "left", y: 1, yref: "container", yanchor: "top", pad: { t: 8, l: 8 } },
         uirevision: h.id,
       });
       Plotly.react(this.timeDiv, data, layout, PLOT_CONFIG);
@@ -460,8 +556,10 @@
       const full = this.timeDiv._fullLayout;
       if (!full || !full.xaxis) return;
       const xa = full.xaxis, left = xa._offset + xa.l2p(this.t - 0.5), right = xa._offset + xa.l2p(this.t + 0.5);
-      Object.assign(this.marker.style, { left: `${left}px`, width: `${right - left}px`, top: `${full._size.t}px`,
-                                         height: `${full._size.h}px`, borderColor: this.header.marker });
+      const below = (1 - full.yaxis.domain[1]) * full._size.h; // from the first row down: clear of its title
+      Object.assign(this.marker.style, { left: `${left}px`, width: `${right - left}px`,
+                                         top: `${full._size.t + below}px`, height: `${full._size.h - below}px`,
+                                         borderColor: this.header.marker });
       this.marker.dataset.t = String(this.t);
     }
 
@@ -478,47 +576,59 @@
     }
 
     timeRows(start, stop) {
-      const h = this.header, rows = [];
+      const h = this.header, rows = [], where = this.place();
       const steps = Array.from({ length: stop - start }, (_, k) => start + k);
-      const heat = (name, axis, label) => ({ type: "heatmap", z: this.matrix(name, start, stop), x0: start, dx: 1,
-                                              coloraxis: axis, name: label,
-                                              hovertemplate: `${label}<br>t=%{x}<br>batch ${this.batch}<br>row %{y}<br>value %{z:.7g}<extra></extra>` });
+      // Per step, " (label)" where its label says more than t ("store", a character); null when none does.
+      const extras = steps.map((s) => stepLabel(s, h.labels[s - h.start]).slice(`t=${s}`.length));
+      const labelled = extras.some(Boolean), time = "t=%{x:d}" + (labelled ? "%{customdata}" : "");
+      const withLabels = (trace, rowCount) => (labelled
+        ? { ...trace, customdata: rowCount == null ? extras : Array(rowCount).fill(extras) } : trace);
+      const heat = (name, axis, what, index) => {
+        const z = this.matrix(name, start, stop);
+        return withLabels({ type: "heatmap", z, x0: start, dx: 1, coloraxis: axis, name: what,
+                            hovertemplate: hoverText(what, time, this.batch, `${index} %{y}`, where) }, z.length);
+      };
+      const line = (what, y, style) => withLabels({ type: "scatter", x: steps, y, name: what, showlegend: false,
+        hovertemplate: hoverText(what, time, this.batch, null, where, "value %{y:.4f}"), ...style });
       // the layer's input: lines for up to three features, else a heatmap (characters label a one-hot's rows)
       const inputTitle = `<b>${escapeHtml(h.input_name)}</b>`;
       if (h.input_size <= 3) {
-        rows.push({ weight: 1.2, title: inputTitle, axisTitle: "value", legend: false, traces:
-          Array.from({ length: h.input_size }, (_, k) => ({ type: "scatter", mode: "lines+markers", x: steps,
-            y: this.series("x", start, stop, k), name: `x[${k}]`, showlegend: false, marker: { size: 4 },
-            hovertemplate: `input feature ${k}<br>t=%{x}<br>value %{y:.7g}<extra></extra>` })) });
+        rows.push({ key: "x", weight: 1.2, title: inputTitle, axisTitle: "value", traces:
+          Array.from({ length: h.input_size }, (_, k) => line(`input x[${k}]`, this.series("x", start, stop, k),
+                                                              { mode: "lines+markers", marker: { size: 4 } })) });
       } else {
-        const trace = { ...heat("x", "coloraxis4", "input"), colorscale: h.scales.diverging, zmid: 0, showscale: false };
+        const trace = { ...heat("x", "coloraxis4", "input x", h.vocab ? "char" : "feature"),
+                        colorscale: h.scales.diverging, zmid: 0, showscale: false };
         delete trace.coloraxis;
         const yaxis = h.vocab ? { tickvals: h.vocab.map((_, k) => k), ticktext: h.vocab.map(escapeHtml),
                                   autorange: "reversed" } : { autorange: "reversed" };
-        rows.push({ weight: Math.min(2, 0.8 + h.input_size / 16), title: inputTitle, axisTitle: h.vocab ? "char" : "feature",
-                    traces: [trace], yaxis });
+        rows.push({ key: "x", weight: Math.min(2, 0.8 + h.input_size / 16), title: inputTitle,
+                    axisTitle: h.vocab ? "char" : "feature", traces: [trace], yaxis });
       }
       for (const name of h.order) {
         const q = QUANTITIES[name];
-        const title = `<b>${q.symbol}</b> ${q.words}` + (name === "h" && h.num_directions === 1 ? " = this layer's output" : "");
-        rows.push({ weight: 1, title, axisTitle: "unit", traces: [heat(name, q.axis, `${q.words} ${name}`)],
-                    yaxis: { autorange: "reversed" } });
+        const title = `<b>${q.symbol}</b> ${q.words}` +
+          (name === "h" && h.num_directions === 1 ? " = this layer's output" : "");
+        rows.push({ key: name, weight: 1, title, axisTitle: "unit", yaxis: { autorange: "reversed" },
+                    traces: [heat(name, q.axis, `${q.words} ${name}`, "unit")] });
       }
       if (h.arrays.out) {
-        rows.push({ weight: 1.2, title: "<b>output</b> of this layer (forward | reverse h)", axisTitle: "unit",
-                    traces: [heat("out", "coloraxis2", "layer output")], yaxis: { autorange: "reversed" } });
+        rows.push({ key: "out", weight: 1.2, title: "<b>output</b> of this layer (forward | reverse h)",
+                    axisTitle: "unit", traces: [heat("out", "coloraxis2", "layer output", "unit")],
+                    yaxis: { autorange: "reversed" } });
       }
-      if (h.arrays.target) {
-        const traces = [{ type: "scatter", mode: "markers", x: steps, y: this.series("target", start, stop, 0),
-                          name: "target", marker: { color: "#2ca02c", size: 7, symbol: "x" },
-                          hovertemplate: "target<br>t=%{x}<br>%{y:.7g}<extra></extra>" }];
+      if (h.arrays.target) { // no legend: the row's title names each line in its colour
+        const traces = [line("target", this.series("target", start, stop, 0),
+                             { mode: "markers", marker: { color: "#2ca02c", size: 7, symbol: "x" } })];
+        let title = '<b>the task</b>: <span style="color:#2ca02c">✕ target</span>';
         if (h.arrays.prediction) {
-          traces.push({ type: "scatter", mode: "lines", x: steps, y: this.series("prediction", start, stop, 0),
-                        name: "prediction", line: { color: "#d62728", width: 2 },
-                        hovertemplate: "prediction<br>t=%{x}<br>%{y:.7g}<extra></extra>" });
+          traces.push(line("prediction", this.series("prediction", start, stop, 0),
+                           { mode: "lines", line: { color: "#d62728", width: 2 } }));
+          title += ' and <span style="color:#d62728">— the trained model\'s prediction</span>';
+        } else {
+          title += " (train to see a prediction)";
         }
-        rows.push({ weight: 1.4, legend: true, axisTitle: "value", traces,
-                    title: `<b>the task</b>: target${h.arrays.prediction ? " and the trained model's prediction" : " (train to see a prediction)"}` });
+        rows.push({ key: "task", weight: 1.4, axisTitle: "value", traces, title });
       }
       return rows;
     }
@@ -588,24 +698,31 @@
     }
 
     equations(v, p) {
+      // Each line breaks only between its "= …" parts, so a narrow screen wraps it instead of cutting it.
+      const line = (...parts) => `<div class="lvx-eq-line">${parts.map((part, k) =>
+        `<span class="lvx-eq-part">${k ? "= " : ""}${part}</span>`).join(" ")}</div>`;
       const lines = [];
       const T = this.terms && this.terms.terms;
       const k = this.t - this.header.start;
       for (const [name, fn] of [["f", "σ"], ["i", "σ"], ["g", "tanh"], ["o", "σ"]]) {
-        let split = "";
+        const sub = (text) => `<sub>${text}</sub>`;
+        const parts = [`${name}${sub("t")}`, `${fn}(W${sub(name)}x${sub("t")} + U${sub(name)}h${sub(p)} + b${sub(name)})`];
         if (T && T[name]) {
-          const parts = T[name], input = this.termArray(parts, "input")[k];
-          const recurrent = this.termArray(parts, "recurrent")[k];
-          const z = input + recurrent + parts.bias;
-          split = ` = ${fn}(${sum([input, recurrent, parts.bias])}) = ${fn}(${fmt(z)})`;
+          const terms = T[name], input = this.termArray(terms, "input")[k];
+          const recurrent = this.termArray(terms, "recurrent")[k];
+          parts.push(`${fn}(${sum([input, recurrent, terms.bias])})`, `${fn}(${fmt(input + recurrent + terms.bias)})`);
         }
-        lines.push(`<div>${name}<sub>t</sub> = ${fn}(W<sub>${name}</sub>x<sub>t</sub> + U<sub>${name}</sub>h<sub>${p}</sub> + b<sub>${name}</sub>)${split} = <b data-eq="${name}">${fmt(v[name])}</b></div>`);
+        lines.push(line(...parts, `<b data-eq="${name}">${fmt(v[name])}</b>`));
       }
-      lines.push(`<div>c<sub>t</sub> = f ⊙ c<sub>${p}</sub> + i ⊙ g = ${fmt(v.f)}·${factor(v.cPrev)} + ${fmt(v.i)}·${factor(v.g)} = <b data-eq="c">${fmt(v.c)}</b></div>`);
+      lines.push(line(`c<sub>t</sub>`, `f ⊙ c<sub>${p}</sub> + i ⊙ g`,
+                      `${fmt(v.f)}·${factor(v.cPrev)} + ${fmt(v.i)}·${factor(v.g)}`,
+                      `<b data-eq="c">${fmt(v.c)}</b>`));
       const projected = this.header.proj_size > 0;
       lines.push(projected
-        ? `<div>h<sub>t</sub> = W<sub>hr</sub>(o ⊙ tanh(c<sub>t</sub>)); this unit's o ⊙ tanh(c<sub>t</sub>) = ${fmt(v.o * v.tanhC)}</div>`
-        : `<div>h<sub>t</sub> = o ⊙ tanh(c<sub>t</sub>) = ${fmt(v.o)}·${factor(v.tanhC)} = <b data-eq="h">${fmt(v.h)}</b></div>`);
+        ? `<div class="lvx-eq-line">h<sub>t</sub> = W<sub>hr</sub>(o ⊙ tanh(c<sub>t</sub>)); this unit's ` +
+          `o ⊙ tanh(c<sub>t</sub>) = ${fmt(v.o * v.tanhC)}</div>`
+        : line(`h<sub>t</sub>`, `o ⊙ tanh(c<sub>t</sub>)`, `${fmt(v.o)}·${factor(v.tanhC)}`,
+               `<b data-eq="h">${fmt(v.h)}</b>`));
       if (!T) lines.push(`<div class="lvx-note">The split into W x, U h and b arrives for the unit Python holds.</div>`);
       return lines.join("");
     }
@@ -629,8 +746,9 @@
     }
 
     destroy() {
-      clearInterval(this.timer); clearTimeout(this.reportTimer);
+      clearInterval(this.timer); clearTimeout(this.reportTimer); clearTimeout(this.resizeTimer);
       document.removeEventListener("keydown", this.onKey);
+      window.removeEventListener("resize", this.onResize);
       if (window.Plotly) { Plotly.purge(this.stepDiv); Plotly.purge(this.timeDiv); }
       this.box.remove();
     }
