@@ -1,12 +1,14 @@
 """Finding the LSTMs in a loaded torch.save object, and choosing one: lstm_groups(obj), choose(found, prefix).
 
 Where an LSTM is found. The loaded object is searched for nn.LSTM parameter groups: in every dict at any depth, its
-string keys like weight_ih_l0 (bare or under a module prefix like "encoder.rnn.") are grouped by module prefix; dicts,
-lists and tuples are searched depth-first, each container's own LSTMs before those of the containers it holds, in
-their order. The search looks into containers nested up to MAX_SEARCH_DEPTH levels below the loaded object and stops
-after MAX_SEARCH_CONTAINERS containers (a forged file cannot make it long; the message when nothing is found says
-so); a container reached twice (a shared reference, or a cycle) is searched once, at its first path. GRUs and RNNs,
-whose parameters have the same names, are left out (and named when nothing else is found).
+string keys like weight_ih_l0 (bare or under a module prefix like "encoder.rnn.") are grouped by module prefix, and
+so are a tutorial-style LSTM's four gate Linears (fl.weight, il.weight, ol.weight, Cl.weight and the like: see
+tutorial_lstm), an LSTM at their module prefix too. Dicts, lists and tuples are searched depth-first, each
+container's own LSTMs before those of the containers it holds, in their order. The search looks into containers
+nested up to MAX_SEARCH_DEPTH levels below the loaded object and stops after MAX_SEARCH_CONTAINERS containers (a
+forged file cannot make it long; the message when nothing is found says so); a container reached twice (a shared
+reference, or a cycle) is searched once, at its first path. GRUs and RNNs, whose parameters have the same names, are
+left out (and named when nothing else is found, as are three of a tutorial-style LSTM's four gates).
 
 load_lstm's prefix= takes a location, or for short a bare module prefix (the trailing "." optional) or a container
 path (the trailing "/" optional) that names exactly one LSTM: prefix="lstm" finds "state_dict/lstm.".
@@ -35,6 +37,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from .tutorial_lstm import TutorialGates, find_gates
 from .weights_error import SAVE_HINT, WeightsError
 
 # Optional module prefix ending in "." (e.g. "encoder.rnn."), then nn.LSTM's own parameter name.
@@ -51,8 +54,9 @@ class _Found:
     """What the search for LSTMs saw: the groups it found, and what it looked at (for the message when none is)."""
 
     def __init__(self):
-        self.groups: dict[str, dict[str, object]] = {}  # location -> {nn.LSTM parameter name: value}
-        self.others: dict[str, str] = {}  # location -> "GRU" or "RNN"
+        # location -> {nn.LSTM parameter name: value}, or a tutorial-style LSTM's gates
+        self.groups: dict[str, dict[str, object] | TutorialGates] = {}
+        self.others: dict[str, str] = {}  # location -> what it holds: "an nn.GRU, not an LSTM", 3 of 4 gates, …
         self.paths: dict[str, str] = {}  # location (of both) -> its container path ("" or ending in "/")
         self.modules: dict[str, str] = {}  # location (of both) -> its module prefix as in the keys, unescaped
         self.dicts = self.lists = self.keys = self.too_deep = 0
@@ -141,9 +145,20 @@ def _group(found: _Found, path: str, items: list) -> None:
         found.paths[location], found.modules[location] = path, module
         kind = _other_rnn(params)
         if kind:
-            found.others[location] = kind
+            found.others[location] = f"an nn.{kind}, not an LSTM"
         else:
             found.groups[location] = params
+    tutorials, near_misses = find_gates(items)
+    for module, gates in tutorials.items():
+        location = path + _escaped(module)
+        if location not in found.paths:  # an nn.LSTM at the same location comes first
+            found.paths[location], found.modules[location] = path, module
+            found.groups[location] = gates
+    for module, note in near_misses.items():
+        location = path + _escaped(module)
+        if location not in found.paths:
+            found.paths[location], found.modules[location] = path, module
+            found.others[location] = note
     if len(found.examples) < _SHOWN:
         found.examples += [path + _escaped(key) for key, _ in items[:_SHOWN]]
         del found.examples[_SHOWN:]
@@ -184,13 +199,13 @@ def _none_found(obj, found: _Found) -> str:
         keys = f"{_count(found.keys, 'key')}, found e.g. {examples}"
     else:
         keys = "no keys"
-    also = "".join(f"; {_place(location)} holds an nn.{kind}, not an LSTM"
-                   for location, kind in list(found.others.items())[:_SHOWN])
+    also = "".join(f"; {_place(location)} holds {what}" for location, what in list(found.others.items())[:_SHOWN])
     limits = _deeper(found)
     if found.stopped:
         limits += f"; the search stopped after {MAX_SEARCH_CONTAINERS:,} containers, its limit"
     return ("no LSTM weights found: expected keys like weight_ih_l0, weight_hh_l0, bias_ih_l0 (bare or under a "
-            "prefix like 'lstm.', in a dict anywhere in the file); "
+            "prefix like 'lstm.', in a dict anywhere in the file), or a tutorial-style LSTM's four gate Linears "
+            "(fl.weight, il.weight, ol.weight, Cl.weight); "
             f"searched {counts} ({places}) holding {keys}{also}{limits}")
 
 
@@ -221,7 +236,7 @@ def choose(found: _Found, prefix: str | None) -> str:
         raise WeightsError(f"prefix {shown(prefix)} matches {len(matches)} LSTMs; choose one by its location: "
                            f"{_listed(matches)}")
     if not matches:
-        others = "".join(f"; {_place(location)} holds an nn.{found.others[location]}, not an LSTM"
+        others = "".join(f"; {_place(location)} holds {found.others[location]}"
                          for location in _named(found, prefix, found.others)[:_SHOWN])
         more = "" if not found.stopped else (f" (the search stopped after {MAX_SEARCH_CONTAINERS:,} containers, "
                                              "its limit)")

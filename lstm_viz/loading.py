@@ -7,7 +7,8 @@ allocate gigabytes.
 What lives where: this module holds the public API (load_lstm, list_lstms, find_lstms, describe), reading the file
 (with the zip-bomb check) and checking the chosen LSTM's parameters; pickle_scan bounds what the pickle builds, before
 torch.load runs it; checkpoint_search finds the LSTMs in the loaded object and chooses one (its docstring describes
-where they are looked for and the location format); weights_error holds WeightsError, the one error of all three.
+where they are looked for and the location format); weights_error holds WeightsError, the one error of all three;
+tutorial_lstm recognises and converts a hand-written LSTM of one Linear per gate (fl, il, ol, Cl).
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from .checkpoint_search import MAX_SEARCH_DEPTH as MAX_SEARCH_DEPTH
 from .config import LSTMConfig
 from .model import InstrumentedLSTM
 from .pickle_scan import check_pickles
+from .tutorial_lstm import TutorialGates, TutorialOrigin, infer, lstm_state_dict
 from .weights_error import SAVE_HINT, WeightsError
 
-__all__ = ["WeightsError", "describe", "find_lstms", "list_lstms", "load_lstm"]
+__all__ = ["WeightsError", "describe", "find_lstms", "list_lstms", "load_lstm", "tutorial_origin"]
 
 # torch.save's legacy (non-zip) format starts by pickling this magic number, as a LONG1 opcode.
 LEGACY_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
@@ -44,7 +46,7 @@ MAX_PACKING_RATIO = 20  # float weights hardly compress (≈ 1.1×); only zeros 
 def find_lstms(obj) -> dict[str, LSTMConfig]:
     """Location -> inferred config of every LSTM in a state_dict or a checkpoint holding any number of them (dicts,
     lists and tuples at any depth; see checkpoint_search's docstring for the location format); WeightsError if none."""
-    return {location: _infer(location, params) for location, params in lstm_groups(obj).groups.items()}
+    return {location: _config(location, params) for location, params in lstm_groups(obj).groups.items()}
 
 
 def list_lstms(source, *, map_location="cpu") -> dict[str, LSTMConfig]:
@@ -57,18 +59,34 @@ def load_lstm(source, prefix: str | None = None, *, map_location="cpu") -> Instr
 
     `prefix` picks the LSTM when the file holds several: a location as list_lstms gives it ("net/encoder/rnn."), or
     for short a module prefix ("encoder.rnn", the trailing "." optional) or a container path ("net/encoder") that
-    names exactly one of them."""
+    names exactly one of them.
+
+    A tutorial-style LSTM (one nn.Linear per gate on torch.cat((x, h), 1), see tutorial_lstm) loads converted exactly
+    to nn.LSTM's layout; `tutorial_origin(model)` then names its Linears."""
     data = _read_bytes(source)
     found = lstm_groups(_torch_load(data, map_location))
     location = choose(found, prefix)
-    params = found.groups[location]
-    config = _infer(location, params)
-    _check_backed(location, params, len(data))
-    dtype = _check(location, params, config)
+    group = found.groups[location]
+    config = _config(location, group)
+    if isinstance(group, TutorialGates):
+        _check_backed(location, group.tensors(), len(data))  # before the conversion reads them
+        dtype = _check_values(location, group.tensors())
+        params = lstm_state_dict(group, dtype)
+    else:
+        _check_backed(location, group, len(data))
+        dtype, params = _check(location, group, config), group
     device = params["weight_ih_l0"].device
     model = InstrumentedLSTM(**config.to_dict(), device=device, dtype=dtype)
     model.load_state_dict({name: t.to(device=device, dtype=dtype) for name, t in params.items()})
+    if isinstance(group, TutorialGates):
+        model.tutorial_origin = group.origin(location)
     return model.eval()
+
+
+def tutorial_origin(model) -> TutorialOrigin | None:
+    """Where a model from load_lstm came from when it was a tutorial-style LSTM (its Linears' names); else None."""
+    origin = getattr(model, "tutorial_origin", None)
+    return origin if isinstance(origin, TutorialOrigin) else None
 
 
 def describe(config) -> str:
@@ -165,6 +183,11 @@ def _torch_load(data: bytes, map_location):
         raise WeightsError(f"truncated or corrupt torch file ({len(data)} bytes): {first}") from e
 
 
+def _config(location: str, group) -> LSTMConfig:
+    """The config of a group the search found: nn.LSTM parameters or a tutorial-style LSTM's gates."""
+    return infer(location, group) if isinstance(group, TutorialGates) else _infer(location, group)
+
+
 def _infer(location: str, params: dict) -> LSTMConfig:
     """The config these parameter shapes imply; batch_first and dropout are not in the weights: defaults."""
     for name, value in params.items():
@@ -228,10 +251,17 @@ def _check(location: str, params: dict[str, Tensor], config: LSTMConfig) -> torc
         t = params[name]
         if tuple(t.shape) != shape:
             raise WeightsError(f"wrong shape for {location}{name}: expected {shape}, found {tuple(t.shape)}{inferred}")
+    return _check_values(location, params)
+
+
+def _check_values(location: str, params: dict[str, Tensor]) -> torch.dtype:
+    """Raise WeightsError unless each tensor (of a checked shape) is dense, finite floating point with all its data;
+    returns the dtype they run in."""
+    for name, t in params.items():
         if not t.is_floating_point() or t.layout != torch.strided:
             raise WeightsError(f"{location}{name} is a {t.dtype} {t.layout} tensor, expected dense floating point")
         if t.untyped_storage().nbytes() < t.numel() * t.element_size():  # stride-0 views: a tiny file, a huge model
-            raise WeightsError(f"{location}{name} claims shape {shape} but holds only "
+            raise WeightsError(f"{location}{name} claims shape {tuple(t.shape)} but holds only "
                                f"{t.untyped_storage().nbytes()} bytes of data (an expanded or forged tensor)")
         if not torch.isfinite(t).all():
             bad = (~torch.isfinite(t)).sum().item()

@@ -120,6 +120,8 @@ def adopt_model(weights: InstrumentedLSTM, config: AppConfig) -> InstrumentedLST
     options = weights.config.to_dict() | {"batch_first": config.batch_first, "dropout": 0.0}
     model = InstrumentedLSTM(**options, dtype=DTYPES[config.dtype])
     model.load_state_dict({k: v.to(DTYPES[config.dtype]) for k, v in weights.state_dict().items()})
+    if getattr(weights, "tutorial_origin", None) is not None:  # the Shapes tab names the tutorial's Linears
+        model.tutorial_origin = weights.tutorial_origin
     return model.to(config.device).eval()
 
 

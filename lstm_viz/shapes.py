@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import LSTMConfig
+from .tutorial_lstm import GATE_WORDS, TUTORIAL_ORDER, TensorMapping, TutorialOrigin, tensor_map
 
 # The classic example from the PyTorch docs, and the misreading it invites.
 CLASSIC_PRESET = dict(input_size=10, hidden_size=20, num_layers=2, seq_len=5, batch_size=3, proj_size=0,
@@ -134,3 +135,63 @@ def markdown_table(rows: list[TensorShape]) -> str:
     nowrap = "\u00a0"  # keep "(5, 3, 10)" on one line in a narrow column
     lines += [f"| `{r.name}` | `{r.shape_text.replace(' ', nowrap)}` | {r.axes_text} | {r.note} |" for r in rows]
     return "\n".join(lines)
+
+
+# --- a tutorial-style LSTM (one nn.Linear per gate on torch.cat((x, h), 1)) and nn.LSTM's layout ------------------
+
+TUTORIAL_PITFALLS = (  # (what goes wrong, in plain words; a line of code that does it right)
+    ("**Batch of 1.** `torch.squeeze(inputs[:, i:i+1, :])` removes *every* axis of size 1: with one sequence the "
+     "step's input becomes `(input_size,)` instead of `(1, input_size)`, and `torch.cat((input, h), 1)` fails. "
+     "Index the step instead:", "x_t = inputs[:, i, :]  # (batch, input_size) for every batch size"),
+    ("**`cell_size` is never used.** The cell state has `hidden_size` units (cₜ = f ⊙ cₜ₋₁ + i ⊙ g, all "
+     "(batch, hidden_size)), so `cell_size` must equal `hidden_size`; nn.LSTM has no such argument:",
+     "LSTM(input_size=10, cell_size=20, hidden_size=20)  # the same sizes as nn.LSTM(10, 20)"),
+    ("**Which axis is the batch?** The example's comment calls `torch.randn(5, 3, 10)` (batch, steps, features), "
+     "but nn.LSTM reads it as (seq=5, batch=3, features=10). The class's `loop(inputs)` takes (batch, steps, "
+     "features), which nn.LSTM reads only with `batch_first=True`:",
+     "nn.LSTM(10, 20, 2, batch_first=True)(torch.randn(3, 5, 10))  # batch 3, 5 steps, 10 features"),
+)
+
+
+def tutorial_mapping(cfg: LSTMConfig, origin: TutorialOrigin | None = None) -> list[TensorMapping]:
+    """Where each tensor of a tutorial-style LSTM with `cfg`'s sizes goes in nn.LSTM's layer 0 (names from `origin`
+    when the weights were loaded from one, else the classic fl, il, ol, Cl)."""
+    return tensor_map(cfg.input_size, cfg.hidden_size, origin, cfg.bias)
+
+
+def tutorial_table(rows: list[TensorMapping]) -> str:
+    """The mapping as a Markdown table: tutorial tensor, shape, gate, and what it equals in nn.LSTM's layout."""
+    lines = ["| tutorial tensor | shape | gate | = in nn.LSTM's layout |", "| --- | --- | --- | --- |"]
+    nowrap = "\u00a0"  # keep "(20, 30)" on one line
+    for r in rows:
+        a, b = r.rows
+        gate = f"{r.gate} ({GATE_WORDS[r.gate]})"
+        if r.input_columns is not None:  # a weight (H, I + H): its x columns, then its h columns
+            (x0, x1), (h0, h1) = r.input_columns, r.hidden_columns
+            shape = f"`({r.shape[0]},{nowrap}{r.shape[1]})` = (H,{nowrap}I+H)"
+            target = (f"`weight_ih_l0[{a}:{b}]` = `{r.name}[:, {x0}:{x1}]` (xₜ) · "
+                      f"`weight_hh_l0[{a}:{b}]` = `{r.name}[:, {h0}:{h1}]` (hₜ₋₁)")
+        elif r.shape:
+            shape = f"`({r.shape[0]},)` = (H,)"
+            target = f"`bias_ih_l0[{a}:{b}]` = `{r.name}` · `bias_hh_l0[{a}:{b}]` = 0"
+        else:  # a Linear without a bias, beside gates with one
+            shape = "none (bias=False)"
+            target = f"`bias_ih_l0[{a}:{b}]` = 0 · `bias_hh_l0[{a}:{b}]` = 0"
+        lines.append(f"| `{r.name}` | {shape} | {gate} | {target} |")
+    return "\n".join(lines)
+
+
+def tutorial_intro(cfg: LSTMConfig, origin: TutorialOrigin | None = None) -> str:
+    """What the table shows, with this run's sizes, and where these weights came from when loaded from one."""
+    I, H = cfg.input_size, cfg.hidden_size  # noqa: E741
+    text = (f"A class with one `nn.Linear(input_size + hidden_size, hidden_size)` per gate, applied to "
+            f"`torch.cat((x_t, h), 1)`, holds the same numbers as nn.LSTM, arranged differently: each Linear's "
+            f"columns split into an input part (xₜ, the first I) and a recurrent part (hₜ₋₁, the last H), and nn.LSTM "
+            f"stacks the four gates by rows in the order i, f, g, o. Here I = {I} and H = {H}. "
+            "`lstm_viz.load_lstm` converts such a state_dict exactly (upload one under model → uploaded weights).")
+    if origin is not None:
+        names = ", ".join(f"`{origin.name(g)}`" for g in TUTORIAL_ORDER)
+        text += f" **These weights were loaded from one**: its Linears {names}."
+    if cfg.num_layers > 1 or cfg.bidirectional or cfg.proj_size:
+        text += " The class is one layer, one direction, without projection: the table is this run's layer 0."
+    return text
