@@ -1,5 +1,6 @@
 """What one browser session keeps between reruns: its last good run, the weights it uploaded, the toy tasks it
-trained. No streamlit: the app keeps one SessionData in its session state and asks it, never a loose cache.
+trained (references to the server's shared training jobs). No streamlit: the app keeps one SessionData in its
+session state and asks it, never a loose cache.
 """
 
 from __future__ import annotations
@@ -10,17 +11,18 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from . import guard, loading, tasks
+from . import guard, loading
 from .config import LSTMConfig
 from .model import InstrumentedLSTM
+from .training import TrainingJob
 
 EXPLORER_WINDOWS_KEPT = 2  # explorer payloads (≤ 8 MB each) kept per session: the current window and the last
 # Reading a weights file holds the file, the tensors torch.load unpacks (no more than the file: stored
 # uncompressed, checked) and the model's float copies; 4x leaves room for a float16 file upcast to float32.
 WEIGHTS_READ_BYTES_PER_BYTE = 4
 WEIGHTS_KEPT = 2  # loaded models kept per session: the current one and the one before (switching back is free)
+TRAINED_KEPT = 4  # toy-task trainings a session keeps (each a few hundred kB of snapshots)
 
 
 class Upload:
@@ -29,14 +31,6 @@ class Upload:
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.digest = hashlib.sha1(data).hexdigest()
-
-
-@dataclass(frozen=True)
-class TrainedTask:
-    """A toy task trained in this session, and its LSTM converted once for tracing."""
-
-    result: tasks.TrainResult
-    model: InstrumentedLSTM
 
 
 class Window:
@@ -64,7 +58,7 @@ class SessionData:
         self.last_good = None  # the resolve.Resolved the page showed last without a problem
         self._lstms: OrderedDict[str, dict[str, LSTMConfig]] = OrderedDict()
         self._weights: OrderedDict[tuple[str, str], InstrumentedLSTM] = OrderedDict()
-        self.trained: dict[tuple[str, int], TrainedTask] = {}
+        self.trained: OrderedDict[tuple[str, int], TrainingJob] = OrderedDict()  # (task, seed): trained here
         self._windows: OrderedDict[tuple, Window] = OrderedDict()
         self.cancel_requested = False  # the user pressed Cancel while a run was computing
         self.cancelled_key: str | None = None  # the run they cancelled: not started again until they ask
@@ -95,6 +89,20 @@ class SessionData:
 
     def remember(self, key: str, resolved) -> None:
         self.last_good_key, self.last_good = key, resolved
+
+    def training(self, task_name: str, seed: int) -> TrainingJob | None:
+        """The training of (task, seed) this session started (running, finished, failed or cancelled), if any."""
+        job = self.trained.get((task_name, seed))
+        if job is not None:
+            self.trained.move_to_end((task_name, seed))
+        return job
+
+    def keep_training(self, job: TrainingJob) -> None:
+        """Remember a training this session started; the TRAINED_KEPT most recent stay."""
+        self.trained[(job.task_name, job.seed)] = job
+        self.trained.move_to_end((job.task_name, job.seed))
+        while len(self.trained) > TRAINED_KEPT:
+            self.trained.popitem(last=False)
 
     def lstms_in(self, upload: Upload) -> dict[str, LSTMConfig]:
         """The LSTMs in an uploaded file by prefix (raises loading.WeightsError); read once per file."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -73,23 +75,27 @@ def get_task(task: Task | str) -> Task:
     return TASKS[task]
 
 
-def _sine_batch(task: Task, B: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+# Each batch maker returns x, the targets y and the task's hidden variable at each step of x, (T, B): the sine's
+# clean phase, the stored value, the bracket depth (what a unit that solves the task should track).
+
+def _sine_batch(task: Task, B: int, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
     # T + 1 noisy values: x is the first T, the target at t is the value at t + 1
     period = torch.empty(1, B).uniform_(*SINE_PERIOD, generator=gen)
     phase = torch.rand(1, B, generator=gen) * 2 * math.pi
     t = torch.arange(task.seq_len + 1, dtype=torch.float32)[:, None]
-    wave = torch.sin(2 * math.pi * t / period + phase) + SINE_NOISE * torch.randn(len(t), B, generator=gen)
-    return wave[:-1, :, None], wave[1:, :, None]
+    clean_phase = 2 * math.pi * t / period + phase  # (T + 1, B)
+    wave = torch.sin(clean_phase) + SINE_NOISE * torch.randn(len(t), B, generator=gen)
+    return wave[:-1, :, None], wave[1:, :, None], clean_phase[:-1]
 
 
-def _memory_batch(task: Task, B: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+def _memory_batch(task: Task, B: int, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
     x = torch.zeros(task.seq_len, B, 2)
     x[:, :, 0] = torch.rand(task.seq_len, B, generator=gen) * 2 - 1  # the value at t = 0, distractors after
     x[0, :, 1] = 1.0  # the marker says "store this one"
-    return x, x[0, :, :1].clone()
+    return x, x[0, :, :1].clone(), x[0, :, 0].expand(task.seq_len, B).clone()
 
 
-def _brackets_batch(task: Task, B: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+def _brackets_batch(task: Task, B: int, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
     ids = torch.empty(task.seq_len, B, dtype=torch.long)
     depths = torch.empty(task.seq_len, B, 1)
     depth = torch.zeros(B, dtype=torch.long)
@@ -102,7 +108,7 @@ def _brackets_batch(task: Task, B: int, gen: torch.Generator) -> tuple[Tensor, T
         ids[t] = torch.where(opens, 0, torch.where(closes, 1, letter))
         depth = depth + opens.long() - closes.long()
         depths[t, :, 0] = depth
-    return nn.functional.one_hot(ids, len(BRACKET_VOCAB)).float(), depths
+    return nn.functional.one_hot(ids, len(BRACKET_VOCAB)).float(), depths, depths[..., 0].clone()
 
 
 _BATCHES = {"sine": _sine_batch, "memory": _memory_batch, "brackets": _brackets_batch}
@@ -110,6 +116,14 @@ _BATCHES = {"sine": _sine_batch, "memory": _memory_batch, "brackets": _brackets_
 
 def make_batch(task: Task | str, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """A random batch: x (T, B, I) and targets y, (T, B, O), or (B, O) for a last-step-only task."""
+    x, y, _ = make_batch_with_hidden(task, batch_size, generator)
+    return x, y
+
+
+def make_batch_with_hidden(task: Task | str, batch_size: int,
+                           generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """make_batch's x and y (the same draws) and the task's hidden variable at each step, (T, B): the sine's clean
+    phase (radians), the value stored at t = 0, the bracket depth after reading x_t."""
     task = get_task(task)
     return _BATCHES[task.name](task, batch_size, generator)
 
@@ -148,8 +162,26 @@ class Readout:
     prediction: np.ndarray | None = None
 
 
+class _LSTMWithHead:
+    """An LSTM (`self.lstm`) and the linear head reading its output (`self.head`)."""
+
+    lstm: nn.LSTM
+    head: nn.Linear
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> Tensor:
+        """The head's output at every step, (T, B, O)."""
+        return self.head(self.lstm(x)[0])
+
+    @torch.no_grad()
+    def read(self, output: np.ndarray) -> np.ndarray:
+        """The head on an LSTM's (time-major) output, (T, B, D·Hr) -> the first output at each step, (T, B)."""
+        weight = self.head.weight
+        return self.head(torch.as_tensor(output, dtype=weight.dtype, device=weight.device))[..., 0].cpu().numpy()
+
+
 @dataclass
-class TrainResult:
+class TrainResult(_LSTMWithHead):
     """A trained LSTM (eval mode), its linear head, the loss at every step, the steps run and the time taken."""
 
     lstm: nn.LSTM
@@ -163,16 +195,31 @@ class TrainResult:
         """The smoothed loss that training compares with the task's threshold."""
         return smoothed(self.losses)
 
-    @torch.no_grad()
-    def predict(self, x: Tensor) -> Tensor:
-        """The head's output at every step, (T, B, O)."""
-        return self.head(self.lstm(x)[0])
 
-    @torch.no_grad()
-    def read(self, output: np.ndarray) -> np.ndarray:
-        """The head on an LSTM's (time-major) output, (T, B, D·Hr) -> the first output at each step, (T, B)."""
-        weight = self.head.weight
-        return self.head(torch.as_tensor(output, dtype=weight.dtype, device=weight.device))[..., 0].cpu().numpy()
+@dataclass(frozen=True)
+class Snapshot(_LSTMWithHead):
+    """The weights after `step` steps of training (0: at init): frozen copies of the LSTM and its head."""
+
+    step: int
+    lstm: nn.LSTM
+    head: nn.Linear
+
+    @classmethod
+    def of(cls, step: int, lstm: nn.LSTM, head: nn.Linear) -> Snapshot:
+        return cls(step, _frozen_copy(lstm), _frozen_copy(head))
+
+    @cached_property
+    def model(self) -> InstrumentedLSTM:
+        """The LSTM converted once for tracing."""
+        return InstrumentedLSTM.from_torch(self.lstm)
+
+
+def _frozen_copy(module: nn.Module) -> nn.Module:
+    """A copy in eval mode that holds no gradients and asks for none."""
+    copy = deepcopy(module).eval().requires_grad_(False)
+    for p in copy.parameters():
+        p.grad = None
+    return copy
 
 
 def smoothed(losses: list[float]) -> float:
@@ -199,10 +246,14 @@ def new_lstm(task: Task | str, hidden_size: int | None = None, seed: int = 0, *,
 
 
 def train(task_name: str, *, steps: int | None = None, seed: int = 0, hidden_size: int | None = None,
-          progress: Callable[[int, float], None] | None = None) -> TrainResult:
+          progress: Callable[[int, float], None] | None = None,
+          on_step: Callable[[int, nn.LSTM, nn.Linear, float], None] | None = None,
+          stop: Callable[[], bool] | None = None) -> TrainResult:
     """Train nn.LSTM + a linear head with Adam until the smoothed loss beats the threshold or `steps` run out.
 
-    `progress(step, smoothed_loss)` is called every PROGRESS_EVERY steps and at the last one.
+    `progress(step, smoothed_loss)` is called every PROGRESS_EVERY steps and at the last one. `on_step(step, lstm,
+    head, loss)` sees the live modules at init (step 0, loss NaN) and after every step: copy what it keeps
+    (Snapshot.of). Once `stop()` is true, training ends before its next step; the result holds the steps run.
     """
     task = get_task(task_name)
     steps = task.max_steps if steps is None else steps
@@ -217,7 +268,11 @@ def train(task_name: str, *, steps: int | None = None, seed: int = 0, hidden_siz
     head = seeding.linear(hidden, task.output_size, init)
     params = [*lstm.parameters(), *head.parameters()]
     opt = torch.optim.Adam(params, lr=task.lr)
+    if on_step is not None:
+        on_step(0, lstm, head, math.nan)
     for step in range(1, steps + 1):
+        if stop is not None and stop():
+            break
         x, y = make_batch(task, task.batch_size, data)
         out = head(lstm(x)[0])
         loss = nn.functional.mse_loss(out[-1] if task.last_step_only else out, y)
@@ -227,6 +282,8 @@ def train(task_name: str, *, steps: int | None = None, seed: int = 0, hidden_siz
         nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         losses.append(loss.item())
+        if on_step is not None:
+            on_step(step, lstm, head, losses[-1])
         done = len(losses) >= SMOOTHING and smoothed(losses) < task.loss_threshold
         if progress is not None and (step % PROGRESS_EVERY == 0 or done or step == steps):
             progress(step, smoothed(losses))

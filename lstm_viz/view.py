@@ -2,7 +2,7 @@
 
     Sources  what feeds the LSTM: the model source (random init, uploaded weights, toy task) and each input
              source's own parameters (signal shape, typed numbers, text, random distribution)
-    View     where the user is looking: step t, layer, direction, unit, batch element, open tab
+    View     where the user is looking: step t, layer, direction, unit, batch element, open tab, training snapshot
     Origin   what a link can only name, not carry: uploaded weights, a trained toy task, a file, a long text
 
 Each is frozen: the app replaces it, never mutates it, so the value a view was drawn from stays as it was.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from . import inputs, links, tasks
+from . import inputs, links, tasks, training
 
 TABS = {
     "step": "Step through time",
@@ -84,9 +84,10 @@ class View:
     unit: int = 0
     batch_index: int = 0
     tab: str = "step"
+    snapshot: int = -1  # a trained toy task's weights: the index of a snapshot along training; −1, the final ones
 
     LIMITS = {"timestep": (0, inputs.MAX_STEPS - 1), "layer": (0, 7), "direction": (0, 1), "unit": (0, 2047),
-              "batch_index": (0, inputs.MAX_BATCH - 1)}
+              "batch_index": (0, inputs.MAX_BATCH - 1), "snapshot": (-1, training.MAX_SNAPSHOTS - 1)}
     CHOICES = {"tab": tuple(TABS)}
 
     def fitted(self, seq_len: int, num_layers: int, num_directions: int, hidden_size: int, batch_size: int) -> View:

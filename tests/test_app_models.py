@@ -12,7 +12,7 @@ import torch
 from app_support import assert_clean, open_tab, rendered, report, start
 from figure_data import chart, explorer_window, step_z
 
-from lstm_viz import tasks
+from lstm_viz import tasks, training
 from lstm_viz.tasks import TASKS
 
 pytestmark = pytest.mark.app
@@ -79,6 +79,8 @@ def test_toy_task_trains_in_the_app_and_its_gates_are_traced():
     assert at.number_input(key="hidden_size").disabled
     assert any("Untrained" in i.value for i in at.info)
     at.button(key="train_task").click().run()
+    assert training.find("memory", 0).wait(300)  # training runs in the background: wait, then see the page
+    at.run()
     assert_clean(at)
     caption = next(c.value for c in at.caption if c.value.startswith("Trained in"))
     assert "reached the target" in caption
@@ -91,7 +93,8 @@ def test_toy_task_trains_in_the_app_and_its_gates_are_traced():
     result = next(iter(at.session_state["state.session"].trained.values())).result
     x, target = tasks.example_with_target("memory", seed=0)
     np.testing.assert_array_equal(arrays["target"], target)  # the task's target: only at the last step
-    assert np.isnan(arrays["target"][:-1]).all() and not np.isnan(arrays["target"][-1]).any()
+    assert np.isnan(arrays["target"][:-1]).all()
+    assert not np.isnan(arrays["target"][-1]).any()
     np.testing.assert_allclose(arrays["prediction"], result.predict(x.x)[..., 0].numpy(), rtol=0, atol=1e-5)
 
 
@@ -100,7 +103,8 @@ def test_drill_down_saturation_and_export_tabs():
     assert_clean(at)
     assert len(at.get("plotly_chart")) == 1  # lazy tabs: only the open one ran
     lines = chart(at, "unit_lines")
-    assert {d["name"] for d in lines["data"]} == set("fiogch") and len(lines["data"]) == 6 * 4  # 2 layers × 2 dirs
+    assert {d["name"] for d in lines["data"]} == set("fiogch")  # 2 layers × 2 dirs
+    assert len(lines["data"]) == 6 * 4
     open_tab(at, "saturation")
     saturation = chart(at, "saturation")
     assert len(saturation["data"]) == 3 * 4  # three gates, each a scatter per layer-direction
