@@ -14,14 +14,13 @@ from dataclasses import replace
 import streamlit as st
 import torch
 
-from lstm_viz import escape, figures, tasks, views
+from lstm_viz import escape, explain, lesson_panel, tasks, training_panel, views
 from lstm_viz import page_state as state
 from lstm_viz.inputs import MAX_TYPED_CHARS, SIGNAL_KINDS
 from lstm_viz.loading import describe
-from lstm_viz.model import InstrumentedLSTM
 from lstm_viz.pipeline import DEVICES, DTYPES, INPUT_SOURCES, LIMITS, AppConfig
 from lstm_viz.resolve import CANCELLED, ModelChoice, Resolved, failed, problem_text, resolve, waiting
-from lstm_viz.session import SessionData, TrainedTask, Upload
+from lstm_viz.session import SessionData, Upload
 from lstm_viz.shapes import CLASSIC_PRESET
 from lstm_viz.view import DISTRIBUTIONS, MODEL_SOURCES, TABS, Sources, origin_of
 
@@ -65,44 +64,16 @@ def uploaded_model(session: SessionData) -> ModelChoice | None:
                               format_func=lambda p: f"{p or '(top level)'}: {describe(found[p])}")
     weights = session.weights(data, prefix)
     where = f" at {escape.markdown(prefix)}" if prefix else ""
-    st.caption(f"Loaded {escape.markdown(upload.name)}{where}: `{describe(weights.config)}` (batch_first is not "
-               "stored in weights: set it in the sidebar)")
+    tutorial = getattr(getattr(weights, "tutorial_origin", None), "caption", "")  # "tutorial-style module (fl, …) …"
+    st.caption(f"Loaded {escape.markdown(upload.name)}{where}: {tutorial}`{describe(weights.config)}` (batch_first is "
+               "not stored in weights: set it in the sidebar)")
     return ModelChoice(weights, f"weights {data.digest} {prefix}", None, FIXED_BY["uploaded weights"])
 
 
 def toy_task_model(config: AppConfig, sources: Sources, session: SessionData) -> ModelChoice | None:
-    """The chosen toy task: train it here (progress and loss curve), then its trained (or untrained) LSTM."""
-    task = tasks.TASKS[sources.task]
-    st.markdown(f"**{task.title}**: {task.description}")
-    cols = st.columns([1, 3])
-    if cols[0].button(f"Train ({task.max_steps} steps at most)", key="train_task", icon=":material/model_training:"):
-        bar = cols[1].progress(0.0, text="training…")
-        report = lambda step, loss: bar.progress(min(1.0, step / task.max_steps),  # noqa: E731
-                                                 text=f"step {step}: loss {loss:.4f}")
-        result = tasks.train(task.name, seed=config.seed, progress=report)
-        session.trained[(task.name, config.seed)] = TrainedTask(result, InstrumentedLSTM.from_torch(result.lstm))
-        bar.empty()
-    task_input, target = tasks.example_with_target(task, seed=config.seed)
-    trained = session.trained.get((task.name, config.seed))
-    if trained is None:
-        if state.origin().trained:
-            st.warning(f"This link was made after training **{task.title}** from seed {config.seed}. A link cannot "
-                       "carry trained weights: press Train to reproduce them (training is seeded, so the same seed "
-                       "trains the same weights).", icon=":material/link:")
-            return None
-        st.info("Untrained: random weights with the task's sizes (forget-gate bias +2, as training starts). Press "
-                "Train to see what training does to the gates.")
-        untrained = InstrumentedLSTM.from_torch(tasks.new_lstm(task, seed=config.seed))  # as training starts it
-        return ModelChoice(untrained, f"untrained {task.name} {config.seed}", task_input, FIXED_BY["toy task"],
-                           target=target)
-    result = trained.result
-    verdict = "reached" if result.final_loss < task.loss_threshold else "did not reach"
-    st.caption(f"Trained in {result.steps} steps ({result.seconds:.1f} s): loss {result.final_loss:.4f}, "
-               f"{verdict} the target {task.loss_threshold:g}.")
-    views.chart(figures.loss_spec(result.losses, task.loss_threshold), "loss_curve")
-    identity = f"trained {task.name} {config.seed} {result.steps}"
-    return ModelChoice(trained.model, identity, task_input, FIXED_BY["toy task"], trained=True, target=target,
-                       read=result.read)
+    """The chosen toy task: train it in the background (progress, live loss curve), scrub its training, then its
+    trained (or untrained) LSTM (lstm_viz.training_panel)."""
+    return training_panel.toy_task_model(config, sources, session, FIXED_BY["toy task"])
 
 
 def chosen_model(config: AppConfig, sources: Sources, session: SessionData) -> ModelChoice | None:
@@ -194,18 +165,21 @@ def sidebar(resolved: Resolved) -> None:
         sb.selectbox("input source", INPUT_SOURCES, help="typed, text and file inputs set seq_len, batch and "
                      "input_size themselves", **state.bound(state.CONFIG, "input_source"))
     sb.subheader("Model")
-    setting(sb.number_input, "input_size", "input_size", *LIMITS["input_size"], fixed=fixed)
-    setting(sb.number_input, "hidden_size", "hidden_size", *LIMITS["hidden_size"], fixed=fixed)
-    setting(sb.number_input, "num_layers", "num_layers", *LIMITS["num_layers"], fixed=fixed)
+    setting(sb.number_input, "input_size", "input_size", *LIMITS["input_size"], fixed=fixed,
+            help=explain.HELP["input_size"])
+    setting(sb.number_input, "hidden_size", "hidden_size", *LIMITS["hidden_size"], fixed=fixed,
+            help=explain.HELP["hidden_size"])
+    setting(sb.number_input, "num_layers", "num_layers", *LIMITS["num_layers"], fixed=fixed,
+            help=explain.HELP["num_layers"])
     setting(sb.number_input, "proj_size", "proj_size", *LIMITS["proj_size"], fixed=fixed,
-            help="0: no projection; else < hidden_size")
-    setting(sb.checkbox, "bidirectional", "bidirectional", fixed=fixed)
-    setting(sb.checkbox, "bias", "bias", fixed=fixed)
-    setting(sb.checkbox, "batch_first", "batch_first", fixed=fixed,
-            help="feed (batch, seq, features) instead of (seq, batch, …)")
+            help=explain.HELP["proj_size"])
+    setting(sb.checkbox, "bidirectional", "bidirectional", fixed=fixed, help=explain.HELP["bidirectional"])
+    setting(sb.checkbox, "bias", "bias", fixed=fixed, help=explain.HELP["bias"])
+    setting(sb.checkbox, "batch_first", "batch_first", fixed=fixed, help=explain.HELP["batch_first"])
     sb.subheader("Data")
-    setting(sb.number_input, "seq_len", "seq_len", *LIMITS["seq_len"], fixed=fixed)
-    setting(sb.number_input, "batch_size", "batch_size", *LIMITS["batch_size"], fixed=fixed)
+    setting(sb.number_input, "seq_len", "seq_len", *LIMITS["seq_len"], fixed=fixed, help=explain.HELP["seq_len"])
+    setting(sb.number_input, "batch_size", "batch_size", *LIMITS["batch_size"], fixed=fixed,
+            help=explain.HELP["batch_size"])
     setting(sb.number_input, "seed", "seed", *LIMITS["seed"], fixed=fixed, help="weights and random inputs")
     sb.subheader("Run")
     cuda = cuda_available()
@@ -218,10 +192,10 @@ def sidebar(resolved: Resolved) -> None:
     trace = resolved.run.trace if resolved.run is not None else None
     view = state.view().fitted_to(trace) if trace is not None else state.view()
     sb.number_input("unit", 0, trace.config.hidden_size - 1 if trace else 2047,
-                    help="boxed in the heatmaps; its equation, lines and ledger below",
+                    help=explain.HELP["unit"],
                     **state.bound(state.VIEW, "unit", view.unit))
     sb.number_input("batch element", 0, trace.batch_size - 1 if trace else LIMITS["batch_size"][1] - 1,
-                    help="for the over-time and unit views", **state.bound(state.VIEW, "batch_index", view.batch_index))
+                    help=explain.HELP["batch_index"], **state.bound(state.VIEW, "batch_index", view.batch_index))
 
 
 # --- a long run: progress and Cancel --------------------------------------------------------------------------
@@ -288,6 +262,12 @@ def main() -> None:
     if not cuda_available():
         config = replace(config, device="cpu")  # e.g. asked for by a link made on a GPU server
     st.title("lstm-viz: inside an LSTM")
+    lesson_panel.show()
+    classroom = state.lesson().classroom  # a class sees the lesson and the views, not the settings
+    if not state.lesson().lesson and not classroom:
+        st.sidebar.button("Start the guided lesson", key="lesson_start", on_click=lesson_panel.start,
+                          icon=":material/school:", help="eight steps, each setting up a view and asking a question "
+                          "to predict before revealing the answer; for a class or on your own")
     try:
         choice = chosen_model(config, sources, session)
     except Exception as err:  # any kind: the message names the file, the last good run stays
@@ -303,7 +283,8 @@ def main() -> None:
             slot = st.empty()
             resolved = resolve(config, sources, params, choice, session, run_progress(session, slot))
             slot.empty()
-    sidebar(resolved)
+    if not classroom:
+        sidebar(resolved)
     if resolved.problem == CANCELLED:
         st.info(CANCELLED, icon=":material/cancel:")
         st.button("Run again", key="run_again", on_click=session.run_again)

@@ -14,6 +14,7 @@ from streamlit import runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from . import cost, guard
+from .lesson import Lesson
 from .pipeline import AppConfig
 from .session import SessionData, release_disconnected
 from .view import LONG_TEXTS, Origin, Sources, View
@@ -21,6 +22,7 @@ from .view import LONG_TEXTS, Origin, Sources, View
 CONFIG, SOURCES, VIEW, ORIGIN, SESSION = "state.config", "state.sources", "state.view", "state.origin", "state.session"
 PAGE_SEQ = "state.page_seq"  # the number of the explorer's last report: echoed, so the page can tell an echo
 SIDEBAR_BEHIND = "state.sidebar_behind"  # the explorer chose a unit or batch element the sidebar does not show yet
+LESSON = "state.lesson"  # the guided lesson's step and classroom mode (lstm_viz.lesson)
 
 
 def serve_memory() -> None:
@@ -52,9 +54,13 @@ def init_from_url() -> list[str]:
     for text, length in LONG_TEXTS.items():
         if getattr(origin, length):  # the link could not carry it: start empty, and say so (see link_gaps)
             sources = replace(sources, **{text: ""})
-    st.session_state.update({CONFIG: config, SOURCES: sources, VIEW: view, ORIGIN: origin,
+    lesson, lesson_problems = Lesson.from_query(params)
+    if lesson.step is not None:  # a lesson link opens its step as the lesson sets it up: the step's setup wins
+        # over the link's own settings (a link copied inside a lesson carries both, and the user may have wandered)
+        config, sources, view, origin = lesson.step.config, lesson.step.sources, lesson.step.view, Origin()
+    st.session_state.update({CONFIG: config, SOURCES: sources, VIEW: view, ORIGIN: origin, LESSON: lesson,
                              SESSION: SessionData(_session_id())})
-    return problems + more + view_problems + origin_problems
+    return problems + more + view_problems + origin_problems + lesson_problems
 
 
 def config() -> AppConfig:
@@ -76,6 +82,10 @@ def origin() -> Origin:
 
 def session() -> SessionData:
     return st.session_state[SESSION]
+
+
+def lesson() -> Lesson:
+    return st.session_state[LESSON]
 
 
 def follow_page(reported: dict) -> None:
@@ -104,7 +114,7 @@ def sidebar_behind() -> bool:
 
 
 def update(part: str, **values) -> None:
-    """Replace fields of one stored part (CONFIG, SOURCES or VIEW)."""
+    """Replace fields of one stored part (CONFIG, SOURCES, VIEW or LESSON)."""
     st.session_state[part] = replace(st.session_state[part], **values)
 
 
@@ -134,6 +144,7 @@ def _write_back(part: str, name: str, key: str, parse) -> None:
 def write_url(shown_config: AppConfig, shown_view: View, link_origin: Origin) -> None:
     """The one writer of the URL: every setting, input parameter and the whole view, so a copied link reopens
     what is shown; and what the link cannot carry (uploaded weights, a trained task, a file, a long text)."""
-    query = (shown_config.to_query() | sources().to_query() | shown_view.to_query() | link_origin.to_query())
+    query = (shown_config.to_query() | sources().to_query() | shown_view.to_query() | link_origin.to_query()
+             | lesson().to_query())
     if query != {key: st.query_params[key] for key in st.query_params}:
         st.query_params.from_dict(query)

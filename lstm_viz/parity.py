@@ -52,10 +52,11 @@ class ParityReport:
     def summary(self) -> str:
         """In plain words: what was checked, and what does not match and by how much."""
         steps = f"{self.steps_checked:,} of {self.seq_len:,} steps"
-        if self.ok:
-            return (f"gates and states at {steps} match the reference cell, and the output, h_n and c_n match "
-                    f"torch.nn.LSTM, to {self.max_diff:.1e}")
         tol = self.tolerance
+        if self.ok:
+            return (f"gates and states at {steps} match the reference cell (the equations redone from each step's "
+                    f"inputs) {_amount(self.cell_diff)}; output, h_n and c_n match torch.nn.LSTM (same weights and "
+                    f"input) {_amount(self.torch_diff)}; tolerance {tol:.0e}")
         fails = []
         if self.cell_diff > tol:
             fails.append(f"the recorded gates and states (i, f, g, o, c, h) at {steps} differ from the reference "
@@ -67,6 +68,11 @@ class ParityReport:
             fails.append(f"a layer's recorded input differs from the previous layer's h by up to "
                          f"{self.layer_input_diff:.1e}")
         return "parity fails: " + "; ".join(fails) + f" (tolerance {tol:.0e})"
+
+
+def _amount(diff: float) -> str:
+    """A max |difference| in a sentence: "exactly" when it is 0, else "to 3.0e-07"."""
+    return "exactly" if diff == 0 else f"to {diff:.1e}"
 
 
 def sampled_steps(seq_len: int, sample_steps: int = SAMPLE_STEPS) -> list[int]:

@@ -8,7 +8,7 @@ import io
 
 import streamlit as st
 
-from . import analysis, escape, export, figures, guard, shapes
+from . import analysis, escape, explain, export, figures, guard, shapes
 from . import page_state as state
 from .equations import step_latex, step_terms
 from .explorer import component as explorer_component
@@ -27,8 +27,8 @@ def parity_badge(run) -> None:
     st.badge(f"parity: max |Δ| = {report.max_diff:.1e} {'≤' if report.ok else '>'} {report.tolerance:.0e}",
              icon=":material/check_circle:" if report.ok else ":material/error:",
              color="green" if report.ok else "red")
-    st.caption(f"{report.summary()} · trace from the {run.trace.engine} engine · input: "
-               f"{escape.markdown(run.seq.source)}")
+    dtype = str(run.trace.f.dtype).removeprefix("torch.")
+    st.caption(explain.parity_words(report, dtype, run.trace.engine, run.seq.source))
 
 
 def layer_controls(trace, view: View) -> None:
@@ -56,6 +56,8 @@ def step_view(run, view: View, readout=None) -> None:
     st.caption(f"x_t = `{shapes.slice_expression(lstm_config, 't')}` of the input `{tuple(run.x.shape)}` is "
                f"`{(trace.batch_size, lstm_config.input_size)}` (batch, features). Step with ← → (Home, End) anywhere "
                "on the page, the buttons or the slider; click a heatmap cell to inspect that unit and batch element.")
+    with st.expander(explain.EXPLORER_LABEL, icon=":material/help:", key=explain.EXPLORER_KEY):
+        st.markdown(explain.explorer_guide(figures.cell_bound(trace, view.layer, view.direction), view.direction))
     start, stop = window_of(trace, view.layer, view.timestep, readout)
     window = state.session().explorer_window(
         trace, (view.layer, view.direction, start, stop), lambda: window_payload(
@@ -64,7 +66,7 @@ def step_view(run, view: View, readout=None) -> None:
     focus = unit_payload(trace, view.layer, view.direction, (start, stop), view.unit, view.batch_index,
                          view.timestep, unpack_header(window)["id"], state.page_seq())
     explorer_component.mount(window, focus, state.follow_page)
-    with st.expander(f"Equations at t = {view.timestep}, typeset", expanded=False):
+    with st.expander(f"Equations at t = {view.timestep}, typeset", expanded=False, key="equations"):
         equation_panel(trace, view)
 
 
@@ -80,11 +82,13 @@ def equation_panel(trace, view: View) -> None:
                "its bias, with the live numbers of this step.")
     for line in step_latex(terms, t, unit, projected=bool(trace.config.proj_size), direction=view.direction):
         st.latex(line)
+    st.caption(explain.step_reading(terms, view.direction, projected=bool(trace.config.proj_size)))
 
 
 def unit_view(run, view: View) -> None:
     """The chosen unit's gates and states over time, every layer and direction, with step t marked."""
     trace, unit, batch, t = run.trace, view.unit, view.batch_index, view.timestep
+    st.caption(explain.unit_lines(unit, batch, t))
     chart(trace.memo(("unit lines", unit, batch, t), lambda: figures.unit_spec(
         trace, unit, batch, t=t, time_labels=run.seq.labels)), "unit_lines")
 
@@ -102,21 +106,42 @@ def shapes_panel(run, config: AppConfig) -> None:
                     + shapes.markdown_table(shapes.step_shapes(lstm_config, trace.batch_size, layer)))
     st.markdown("**Weights** (the 4·hidden_size rows are the gates i, f, g, o, in that order)\n\n"
                 + shapes.markdown_table(shapes.weight_shapes(lstm_config)))
+    origin = getattr(run.model, "tutorial_origin", None)  # set by load_lstm on weights from a tutorial-style class
+    with st.expander("Written the tutorial's LSTM class yourself? How its weights map to nn.LSTM",
+                     expanded=origin is not None):
+        st.markdown(shapes.tutorial_intro(lstm_config, origin))
+        st.markdown(shapes.tutorial_table(shapes.tutorial_mapping(lstm_config, origin)))
+        st.caption("The columns are read as the tutorial concatenates them, `torch.cat((x_t, h), 1)`: a class that "
+                   "puts h first has its two column blocks the other way round.")
+        st.markdown("**Classic pitfalls**")
+        for text, code in shapes.TUTORIAL_PITFALLS:
+            st.markdown(text)
+            st.code(code, language="python")
 
 
 def saturation_panel(trace, view: View) -> None:
     """Karpathy et al. (2015)'s saturation plot, and the memory ledger of the view's unit, layer and direction."""
     cols = st.columns(2)
-    low = cols[0].slider("left-saturated below", 0.0, 0.5, 0.1, 0.01, key="sat_low")
-    high = cols[1].slider("right-saturated above", 0.5, 1.0, 0.9, 0.01, key="sat_high")
+    low = cols[0].slider("left-saturated below", 0.0, 0.5, 0.1, 0.01, key="sat_low",
+                         help="a gate value under this counts as nearly shut")
+    high = cols[1].slider("right-saturated above", 0.5, 1.0, 0.9, 0.01, key="sat_high",
+                          help="a gate value over this counts as nearly open")
     unit, batch, layer, direction = view.unit, view.batch_index, view.layer, view.direction
     # Memoised on the (immutable) trace: a rerun for another timestep redoes none of this.
+    fractions = trace.memo(("saturation fractions", low, high), lambda: analysis.saturation(trace, low, high))
     chart(trace.memo(("saturation", low, high, unit), lambda: figures.saturation_spec(
-        analysis.saturation(trace, low, high), low, high, highlight_unit=unit)), "saturation")
-    st.caption("Each point is a unit: how often its gate is nearly shut (left) or nearly open (right). Units on the "
-               "top axis act like switches held open; the chosen unit is drawn larger.")
-    chart(trace.memo(("ledger", layer, direction, batch, unit), lambda: figures.ledger_spec(
-        analysis.memory_ledger(trace, layer, direction, batch), unit, layer, direction)), "ledger")
+        fractions, low, high, highlight_unit=unit)), "saturation")
+    st.caption(explain.saturation_reading(low, high))
+    st.caption(explain.saturation_why(low, high, fractions))
+
+    def ledger_view():  # the figure and the time constants its caption quotes; not the (T, H) ledger itself
+        ledger = analysis.memory_ledger(trace, layer, direction, batch)
+        return figures.ledger_spec(ledger, unit, layer, direction, where=figures.position(trace, layer, direction),
+                                   batch=batch), ledger["time_constant"]
+
+    spec, time_constants = trace.memo(("ledger", layer, direction, batch, unit), ledger_view)
+    chart(spec, "ledger")
+    st.caption(explain.ledger_words(time_constants, unit, direction))
 
 
 def export_panel(run, view: View, readout=None) -> None:
@@ -124,6 +149,7 @@ def export_panel(run, view: View, readout=None) -> None:
     written; one too big to write here is offered disabled, saying why. The figures are those of the current view."""
     trace, model = run.trace, run.model
     data = state.session()
+    st.caption(explain.EXPORT_INTRO)
     t, layer, direction, unit, batch = view.timestep, view.layer, view.direction, view.unit, view.batch_index
     where = f"t{t}_layer{layer}_{DIRECTION_NAMES[direction]}"
     trace_size = guard.trace_bytes(trace.config, trace.seq_len, trace.batch_size, trace.f.element_size())
