@@ -28,10 +28,12 @@ def assert_close(actual, expected, **tol):
         assert torch.equal(actual.batch_sizes, expected.batch_sizes)
         for name in ("sorted_indices", "unsorted_indices"):
             a, e = getattr(actual, name), getattr(expected, name)
-            assert (a is None) == (e is None) and (e is None or torch.equal(a.cpu(), e.cpu())), name
+            assert (a is None) == (e is None), name
+            assert e is None or torch.equal(a.cpu(), e.cpu()), name
         assert_close(actual.data, expected.data, **tol)
     elif isinstance(expected, (tuple, list)):
-        assert isinstance(actual, (tuple, list)) and len(actual) == len(expected)
+        assert isinstance(actual, (tuple, list))
+        assert len(actual) == len(expected)
         for a, e in zip(actual, expected, strict=True):
             assert_close(a, e, **tol)
     elif expected is None:

@@ -41,7 +41,8 @@ def test_saturation_matches_a_direct_count():
                                 below += a[layer, d, t, b, u] < low
                                 above += a[layer, d, t, b, u] > high
                         n = tr.seq_len * tr.batch_size
-                        assert fractions[layer, d, u, 0] == below / n and fractions[layer, d, u, 1] == above / n
+                        assert fractions[layer, d, u, 0] == below / n
+                        assert fractions[layer, d, u, 1] == above / n
     wide, narrow = saturation(tr, 0.1, 0.9), saturation(tr, 0.3, 0.6)
     assert not np.array_equal(wide["f"], narrow["f"])
     assert (narrow["f"] >= wide["f"]).all()  # looser thresholds count at least as many values
@@ -103,7 +104,10 @@ def test_time_constant_limits():
     tr._memo.clear()  # the trace memoises its numpy arrays
     with np.errstate(all="raise"):  # no warnings leak out
         tau = memory_ledger(tr)["time_constant"]
-    assert tau[0] == math.inf and tau[1] == 0.0 and np.isfinite(tau[2:]).all() and (tau[2:] > 0).all()
+    assert tau[0] == math.inf
+    assert tau[1] == 0.0
+    assert np.isfinite(tau[2:]).all()
+    assert (tau[2:] > 0).all()
 
 
 @pytest.mark.parametrize("direction", [0, 1])

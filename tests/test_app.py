@@ -25,7 +25,8 @@ def test_defaults_run_and_draw_six_quantities(app):
     assert_clean(app)
     assert not app.error
     header, arrays = explorer_window(app)
-    assert header["order"] == ["f", "i", "o", "g", "c", "h"] and explorer_focus(app)["t"] == 0
+    assert header["order"] == ["f", "i", "o", "g", "c", "h"]
+    assert explorer_focus(app)["t"] == 0
     trace = reference_trace(AppConfig())
     for q in DISPLAY_ORDER:
         np.testing.assert_array_equal(arrays[q], trace.get(q)[0, 0].numpy())  # the whole sequence fits one window
@@ -116,7 +117,8 @@ def test_parity_badge_says_what_was_checked(app):
     badge = [m.value for m in app.markdown if "parity: max |Δ|" in m.value]
     assert len(badge) == 1
     value = float(badge[0].split("max |Δ| = ")[1].split()[0])
-    assert value <= TOLERANCE[torch.float32] and "green" in badge[0]
+    assert value <= TOLERANCE[torch.float32]
+    assert "green" in badge[0]
     steps = AppConfig().seq_len
     assert any(f"gates and states at {steps} of {steps} steps match the reference cell" in c.value
                for c in app.caption)
@@ -127,13 +129,15 @@ def test_classic_preset_and_shapes_tables():
     at.button(key="preset_classic").click().run()
     assert_clean(at)
     io = shapes_table(at)
-    assert io["input"][0] == "(5, 3, 10)" and io["input"][1].startswith("(seq, batch")
+    assert io["input"][0] == "(5, 3, 10)"
+    assert io["input"][1].startswith("(seq, batch")
     assert io["output"][0] == "(5, 3, 20)"
     assert io["h_n"][0] == io["c_n"][0] == "(2, 3, 20)"
     assert any("first axis is the **sequence**" in m.value for m in at.info)
     at.checkbox(key="batch_first").check().run()
     io = shapes_table(at)
-    assert io["input"][0] == "(3, 5, 10)" and io["input"][1].startswith("(batch, seq")
+    assert io["input"][0] == "(3, 5, 10)"
+    assert io["input"][1].startswith("(batch, seq")
     assert io["h_n"][0] == "(2, 3, 20)"  # h_n is never batch-first
 
 
@@ -152,7 +156,8 @@ def test_equation_panel_numbers_match_the_trace():
     assert len(latex) == 6
     f = trace.f[0, 0, 4, 0, 3].item()
     c = trace.c[0, 0, 4, 0, 3].item()
-    assert latex[0].startswith("f_{t}[3]") and latex[0].endswith(f"{f:.4f}")
+    assert latex[0].startswith("f_{t}[3]")
+    assert latex[0].endswith(f"{f:.4f}")
     assert f"{c:.4f}" in latex[4]
 
 
@@ -162,7 +167,8 @@ def test_url_round_trip():
                             "layer": "0", "num_layers": "oops"})
     at.run()
     assert_clean(at)
-    assert at.number_input(key="hidden_size").value == 6 and at.checkbox(key="bidirectional").value
+    assert at.number_input(key="hidden_size").value == 6
+    assert at.checkbox(key="bidirectional").value
     assert explorer_focus(at)["t"] == 4
     assert any("num_layers='oops'" in rendered(w.value) for w in at.warning)
     at.number_input(key="hidden_size").set_value(7).run()

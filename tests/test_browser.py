@@ -73,7 +73,8 @@ def screenshot(page, name: str) -> None:
 def assert_step_heatmaps(page, t: int) -> dict[str, np.ndarray]:
     """The explorer shows step t: six numeric heatmaps (batch × units); returns their z by quantity."""
     shown = explorer_state(page)
-    assert shown is not None and shown["t"] == t, shown and shown["t"]
+    assert shown is not None, shown and shown["t"]
+    assert shown["t"] == t, shown and shown["t"]
     assert sorted(shown["z"]) == sorted(STEP_KEYS)
     return {name: np.asarray(z, dtype=np.float64) for name, z in shown["z"].items()}
 
@@ -231,7 +232,8 @@ def test_train_a_toy_task_then_see_target_and_prediction(server, page):
     wait_for_app(page, t=0)
     untrained = assert_step_heatmaps(page, 0)
     over_time = "() => document.querySelector('[data-testid=lvx-time]').data.map((t) => t.name)"
-    assert "target" in page.evaluate(over_time) and "prediction" not in page.evaluate(over_time)
+    assert "target" in page.evaluate(over_time)
+    assert "prediction" not in page.evaluate(over_time)
     page.get_by_role("button", name="Train").click()
     page.get_by_text("Trained in").wait_for(timeout=120_000)
     wait_for_app(page, t=0)
@@ -243,7 +245,8 @@ def test_train_a_toy_task_then_see_target_and_prediction(server, page):
     _, target = tasks.example_with_target("memory", seed=0)
     assert lines["target"][-1] == pytest.approx(float(target[-1, 0]), abs=1e-6)  # the value to recall, at the end
     assert np.isnan(lines["target"][:-1]).all()  # no target before the last step: gaps in the line
-    assert len(lines["prediction"]) == 25 and np.isfinite(lines["prediction"]).all()
+    assert len(lines["prediction"]) == 25
+    assert np.isfinite(lines["prediction"]).all()
     page.locator("h1").first.click()
     page.keyboard.press("End")
     assert_step_heatmaps(page, 24)
@@ -367,7 +370,8 @@ def test_the_exported_explorer_steps_offline_from_a_file(browser_context, tmp_pa
         assert_trace_values(page, trace, 2, layer=1)
         assert page.title() == "<script>alert('title')</script>"  # shown as text, never run
         assert "<img src=x" in page.locator("[data-testid=lvx-readout]").inner_text()
-        assert not dialogs and not requests, (dialogs, requests)
+        assert not dialogs, (dialogs, requests)
+        assert not requests, (dialogs, requests)
         screenshot(page, "browser-explorer-offline.png")
     finally:
         context.close()

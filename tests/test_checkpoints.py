@@ -49,7 +49,8 @@ def assert_config(config: LSTMConfig, lstm: nn.LSTM) -> None:
 
 def assert_same_outputs(model: InstrumentedLSTM, lstm: nn.LSTM) -> None:
     """The loaded model gives the nn.LSTM's outputs (and final states) on a random batch."""
-    assert isinstance(model, InstrumentedLSTM) and not model.training
+    assert isinstance(model, InstrumentedLSTM)
+    assert not model.training
     x = torch.randn(5, 3, lstm.input_size)
     with torch.no_grad():
         want, (h_n, c_n) = lstm.eval()(x)
@@ -100,7 +101,8 @@ def trained_adam(module: nn.Module) -> dict:
     adam.step()
     module.eval()
     state = adam.state_dict()
-    assert state["state"] and all(isinstance(k, int) for k in state["state"])
+    assert state["state"]
+    assert all(isinstance(k, int) for k in state["state"])
     assert any(isinstance(v, torch.Tensor) for s in state["state"].values() for v in s.values())
     return state
 
@@ -284,7 +286,8 @@ def test_a_shared_or_cyclic_container_is_searched_once(tmp_path):
     obj["self"] = obj
     path = written(tmp_path, obj)
     loaded = torch.load(path, weights_only=True)
-    assert loaded["model"] is loaded["ema"] and loaded["self"] is loaded
+    assert loaded["model"] is loaded["ema"]
+    assert loaded["self"] is loaded
     assert_found(path, {"model/rnn.": m.rnn})
 
 

@@ -73,7 +73,8 @@ def test_any_kind_of_error_from_a_reader_is_one_line(tmp_path, capsys, monkeypat
     weights, inputs = small_inputs(tmp_path)
     assert main(["trace", "--weights", str(weights), "--input", str(inputs), "--out", str(tmp_path / "t.npz")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: could not read the inputs ({type(error).__name__}") and err.count("\n") == 1, err
+    assert err.startswith(f"error: could not read the inputs ({type(error).__name__}"), err
+    assert err.count("\n") == 1, err
 
 
 def small_inputs(tmp_path):
@@ -111,7 +112,8 @@ def test_cli_bad_paths_are_one_line_errors_before_any_work(tmp_path, capsys, cha
     assert main(["trace", "--weights", str(w), "--input", str(i), "--out", str(o)]) == 2
     err = capsys.readouterr().err
     assert says in err
-    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
 
 
 def test_help_lists_both_commands(capsys):
@@ -119,7 +121,9 @@ def test_help_lists_both_commands(capsys):
         main(["--help"])
     assert exited.value.code == 0
     shown = capsys.readouterr().out
-    assert "lstm-viz" in shown and "app" in shown and "trace" in shown
+    assert "lstm-viz" in shown
+    assert "app" in shown
+    assert "trace" in shown
 
 
 def test_app_is_streamlit_run_on_the_packaged_page_with_the_packaged_options_then_the_users(monkeypatch, capsys):

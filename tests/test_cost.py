@@ -121,7 +121,8 @@ def test_rates_are_calibrated_once_per_device_and_dtype_even_when_asked_at_once(
         thread.start()
     for thread in threads:
         thread.join()
-    assert calls == [("cpu", torch.float64)] and got == ["rates for cpu, torch.float64"] * 4
+    assert calls == [("cpu", torch.float64)]
+    assert got == ["rates for cpu, torch.float64"] * 4
     cost.rates("cpu", torch.float64, refresh=True)
     assert len(calls) == 2
 
@@ -130,7 +131,8 @@ def test_rates_are_calibrated_once_per_device_and_dtype_even_when_asked_at_once(
 def test_a_gpu_that_cannot_be_used_is_estimated_as_the_cpu_the_run_falls_back_to(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as the app's device-fault tests pretend
     cfg = InstrumentedLSTM(4, 8).config
-    assert cost.rates("cuda") is cost.rates("cpu") and cost.estimate_seconds(cfg, 12, 2, device="cuda:0") > 0
+    assert cost.rates("cuda") is cost.rates("cpu")
+    assert cost.estimate_seconds(cfg, 12, 2, device="cuda:0") > 0
 
 
 def test_estimates_grow_with_the_work():
@@ -162,7 +164,9 @@ def test_progress_is_reported_as_the_trace_runs_and_ends_at_one(engine):
             time.sleep(1.1 * cost.REPORT_EVERY)
 
     tr = model.trace(x, engine=engine, progress=progress)
-    assert len(seen) > 3 and seen[0] == 0.0 and seen[-1] == 1.0, seen
+    assert len(seen) > 3, seen
+    assert seen[0] == 0.0, seen
+    assert seen[-1] == 1.0, seen
     assert all(a <= b for a, b in zip(seen, seen[1:], strict=False)), seen
     assert any(0 < done < 1 for done in seen), seen
     whole = model.trace(x, engine=engine)
@@ -196,7 +200,8 @@ def test_a_deadline_already_passed_stops_the_trace_at_its_first_step(engine):
     with pytest.raises(cost.TooSlow, match=r"^the trace stopped at step 0 of 1,500 of layer 1 of 2 after \d+\.\d s: "
                                            r"the limit here is 0\.0 s; lower seq_len") as info:
         model.trace(x, engine=engine, deadline=time.monotonic() - 1)
-    assert isinstance(info.value, TimeoutError) and isinstance(info.value, ValueError)
+    assert isinstance(info.value, TimeoutError)
+    assert isinstance(info.value, ValueError)
     assert (info.value.step, info.value.seq_len) == (0, 1500)
 
 
@@ -212,8 +217,10 @@ def test_a_deadline_passed_part_way_says_how_far_the_trace_got(engine):
     with pytest.raises(cost.TooSlow) as info:
         model.trace(x, engine=engine, progress=progress, deadline=deadline)
     step = info.value.step
-    assert 0 < step < 1500 and f"stopped at step {step:,} of 1,500 of layer 1 of 2" in str(info.value)
-    assert info.value.limit == pytest.approx(1.0, abs=0.1) and info.value.elapsed >= info.value.limit
+    assert 0 < step < 1500
+    assert f"stopped at step {step:,} of 1,500 of layer 1 of 2" in str(info.value)
+    assert info.value.limit == pytest.approx(1.0, abs=0.1)
+    assert info.value.elapsed >= info.value.limit
 
 
 # --- chunks ---------------------------------------------------------------------------------
@@ -262,7 +269,8 @@ def test_chunks_aim_at_a_tenth_of_a_second_grow_at_most_4x_and_outweigh_their_fi
     clock = cost.Clock(seq_len=1000, num_layers=1, num_directions=1)
     assert clock.next_chunk(16, 0.001) == 64  # fast: grows, but at most 4×
     assert clock.next_chunk(1000, 1.0) == int(1000 * cost.CHUNK_SECONDS)  # slow: shrinks to ~CHUNK_SECONDS
-    assert clock.next_chunk(5, 100.0) == 1 and clock.next_chunk(8, 0.0) == 32
+    assert clock.next_chunk(5, 100.0) == 1
+    assert clock.next_chunk(8, 0.0) == 32
     clock = cost.Clock(seq_len=1000, num_layers=1, num_directions=1)
     assert clock.next_chunk(16, 0.020 + 16e-3) == 44  # 20 ms a chunk + 1 ms a step, seen as 2.25 ms a step
     # two sizes fit the 20 ms: chunks of 200 ms, 10×, of which 180 ms of steps (at most 4× the last, 176)

@@ -40,8 +40,10 @@ def test_a_cuda_fault_falls_back_to_the_cpu_with_a_notice(monkeypatch, fault, sa
     config = AppConfig(device="cuda")
     result = run(config, make_sequence(config, {}))
     assert tried == ["cuda", "cpu"]
-    assert result.notice.startswith(says) and "computed on the CPU instead" in result.notice
-    assert result.x.device.type == "cpu" and result.trace.f.device.type == "cpu"
+    assert result.notice.startswith(says)
+    assert "computed on the CPU instead" in result.notice
+    assert result.x.device.type == "cpu"
+    assert result.trace.f.device.type == "cpu"
     on_cpu = run(AppConfig(), make_sequence(AppConfig(), {}))
     assert on_cpu.notice == ""
     torch.testing.assert_close(result.trace.c, on_cpu.trace.c, rtol=0, atol=0)  # the same run, on the CPU
@@ -99,6 +101,7 @@ def test_without_cuda_the_device_is_disabled_with_the_reason_even_when_a_link_as
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     device = at.selectbox(key="device")
-    assert device.disabled and device.value == "cpu"
+    assert device.disabled
+    assert device.value == "cpu"
     assert any("torch.cuda.is_available() is False" in c.value for c in at.sidebar.caption)
     assert step_z(at, "f").shape == (AppConfig().batch_size, AppConfig().hidden_size)

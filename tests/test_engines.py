@@ -37,7 +37,8 @@ def test_lstm_cell_is_torch_lstm_cell(bias):
     x, h, c = (torch.randn(3, n, dtype=torch.float64) for n in (4, 6, 6))
     step = lstm_cell(input_part(x, weights_of(ref)), h, c, weights_of(ref))
     want_h, want_c = ref(x, (h, c))
-    assert isinstance(step, CellStep) and step._fields == ("i", "f", "g", "o", "c", "h")
+    assert isinstance(step, CellStep)
+    assert step._fields == ("i", "f", "g", "o", "c", "h")
     torch.testing.assert_close(step.h, want_h, rtol=0, atol=TOL)
     torch.testing.assert_close(step.c, want_c, rtol=0, atol=TOL)
     # the gates, by plain arithmetic on the weights: rows i, f, g, o of z = W_ih x + b_ih + W_hh h + b_hh
@@ -75,7 +76,8 @@ def test_input_part_covers_every_step_and_a_given_product_is_used():
     calls = []
     product = step_product(w.weight_hh, batch=2)
     step = lstm_cell(parts[4], h, c, w, times_w_hh=lambda v: calls.append(v) or product(v))
-    assert len(calls) == 1 and calls[0] is h
+    assert len(calls) == 1
+    assert calls[0] is h
     torch.testing.assert_close(step.h, ref(x[4], (h, c))[0], rtol=0, atol=TOL)
 
 
@@ -97,7 +99,8 @@ def test_auto_engine_is_the_cost_models_pick_for_the_inputs_length_and_batch(mon
             asked.clear()
             assert m.trace(x.double()).engine == "stepwise"
             assert asked == [(m.config, 7, B, "cpu", torch.float64)]
-    assert auto_engine(m.config, 9, 2, "cpu", torch.float64) == "stepwise" and asked[-1][1:3] == (9, 2)
+    assert auto_engine(m.config, 9, 2, "cpu", torch.float64) == "stepwise"
+    assert asked[-1][1:3] == (9, 2)
 
 
 @torch.no_grad()

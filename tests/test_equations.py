@@ -79,7 +79,8 @@ def test_terms_match_an_independent_lstm(option, direction):
     for t in range(tr.seq_len):
         want = ref[t]
         if direction == 1 and t + 1 < tr.seq_len:  # the reverse direction reads the state step t+1 left
-            assert torch.equal(want["c_prev"], ref[t + 1]["c"]) and torch.equal(want["h_prev"], ref[t + 1]["h"])
+            assert torch.equal(want["c_prev"], ref[t + 1]["c"])
+            assert torch.equal(want["h_prev"], ref[t + 1]["h"])
         terms = step_terms(tr, layer=layer, direction=direction, t=t, unit=unit, batch=batch)
         gates = {}
         for gate in "fiog":
@@ -98,15 +99,18 @@ def test_terms_match_an_independent_lstm(option, direction):
         assert terms["c_prev"] == pytest.approx(want["c_prev"][batch, unit].item(), abs=TOL)
         c = want["c"][batch, unit].item()
         assert gates["f"] * terms["c_prev"] + gates["i"] * gates["g"] == pytest.approx(c, abs=TOL)  # the reference
-        assert terms["c"] == pytest.approx(c, abs=TOL) and terms["trace.c"] == pytest.approx(c, abs=TOL)
+        assert terms["c"] == pytest.approx(c, abs=TOL)
+        assert terms["trace.c"] == pytest.approx(c, abs=TOL)
         assert terms["m"] == pytest.approx(gates["o"] * math.tanh(c), abs=TOL)
         if unit < (model.proj_size or H):
             h = want["h"][batch, unit].item()
-            assert terms["h"] == pytest.approx(h, abs=TOL) and terms["trace.h"] == pytest.approx(h, abs=TOL)
+            assert terms["h"] == pytest.approx(h, abs=TOL)
+            assert terms["trace.h"] == pytest.approx(h, abs=TOL)
     projected = bool(model.proj_size)
     latex = step_latex(terms, t=tr.seq_len - 1, unit=unit, projected=projected, direction=direction)
     c_line = next(line for line in latex if line.startswith(f"c_t[{unit}]"))
-    assert f"{terms['c']:.4f}" in c_line and f"{terms['c_prev']:.4f}" in c_line
+    assert f"{terms['c']:.4f}" in c_line
+    assert f"{terms['c_prev']:.4f}" in c_line
 
 
 def test_reverse_direction_latex_reads_the_state_of_step_t_plus_one():
@@ -114,10 +118,12 @@ def test_reverse_direction_latex_reads_the_state_of_step_t_plus_one():
     for direction, ahead, behind in ((1, "t+1", "t-1"), (0, "t-1", "t+1")):
         terms = step_terms(tr, layer=0, direction=direction, t=2, unit=0)
         latex = "\n".join(step_latex(terms, t=2, unit=0, projected=False, direction=direction))
-        assert ahead in latex and behind not in latex
+        assert ahead in latex
+        assert behind not in latex
         assert ("reverse direction" in latex) == (direction == 1)
     forward = step_latex(terms, t=2, unit=0, projected=False)
-    assert len(forward) == 6 and forward[4].startswith("c_t[0]")
+    assert len(forward) == 6
+    assert forward[4].startswith("c_t[0]")
 
 
 @torch.no_grad()
@@ -131,6 +137,7 @@ def test_projected_units_say_what_h_is():
     inside = step_terms(tr, 0, 0, t=2, unit=1)
     assert inside["h"] == pytest.approx(want["h"][0, 1].item(), abs=TOL)  # (W_hr m_t)_1
     outside = step_terms(tr, 0, 0, t=2, unit=4)
-    assert "h" not in outside and "trace.h" not in outside
+    assert "h" not in outside
+    assert "trace.h" not in outside
     assert "fewer units" in step_latex(outside, t=2, unit=4, projected=True)[-1]
 

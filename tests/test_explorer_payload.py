@@ -34,7 +34,8 @@ def test_the_window_holds_the_traces_values_as_float32(deep_trace, layer, direct
     for name in DISPLAY_ORDER:
         want = deep_trace.get(name)[layer, direction].numpy().astype(np.float32)
         np.testing.assert_array_equal(arrays[name], want, err_msg=name)
-    assert arrays["h"].shape == (40, 3, 4) and arrays["c"].shape == (40, 3, 6)  # projected h: proj_size units
+    assert arrays["h"].shape == (40, 3, 4)  # projected h: proj_size units
+    assert arrays["c"].shape == (40, 3, 6)
     np.testing.assert_array_equal(arrays["x"], deep_trace.layer_inputs[layer].numpy().astype(np.float32))
     output = deep_trace.output.numpy().astype(np.float32)  # the top layer's output is nn.LSTM's output
     if layer == deep_trace.num_layers - 1:
@@ -52,7 +53,8 @@ def test_windows_respect_the_budget_and_keep_t_inside_with_margin(deep_trace):
         header, arrays = unpack(payload)
         start, stop = header["start"], header["stop"]
         assert (start, stop) == window_of(deep_trace, 0, t, budget=budget)
-        assert stop - start == 10 and start <= t < stop
+        assert stop - start == 10
+        assert start <= t < stop
         assert sum(a.nbytes for a in arrays.values()) <= budget + 4 * 3 * (6 + 4)  # + the two edge states
         if start > 0 and stop < deep_trace.seq_len:
             assert min(t - start, stop - 1 - t) >= 2  # a quarter window of margin, away from the ends
@@ -60,7 +62,8 @@ def test_windows_respect_the_budget_and_keep_t_inside_with_margin(deep_trace):
             np.testing.assert_array_equal(arrays[name][t - start], deep_trace.get(name)[0, 0, t].numpy()
                                           .astype(np.float32))
         starts.add(start)
-    assert min(starts) == 0 and max(starts) == deep_trace.seq_len - 10  # the edges are reached exactly
+    assert min(starts) == 0  # the edges are reached exactly
+    assert max(starts) == deep_trace.seq_len - 10
     assert len(starts) < deep_trace.seq_len // 2  # half-window strides: the window moves every few steps
 
 
@@ -133,7 +136,8 @@ def test_the_html_export_escapes_its_title_and_inlines_everything(deep_trace):
     document = to_html(deep_trace, title="<script>alert(1)</script> & co")
     assert "<title>&lt;script&gt;alert(1)&lt;/script&gt; &amp; co</title>" in document
     assert "<script>alert(1)" not in document
-    assert "src=\"http" not in document and "cdn." not in document.lower().split("<body>")[1]
+    assert "src=\"http" not in document
+    assert "cdn." not in document.lower().split("<body>")[1]
 
 
 # --- the app's payloads (AppTest) ----------------------------------------------------------------------------------
@@ -161,11 +165,13 @@ def test_a_100000_step_sequence_is_windowed_within_the_byte_budget():
     header, arrays = explorer_window(at)
     assert len(payload[1]) <= BYTE_BUDGET + 64 * 1024  # the arrays within the budget, plus a small header
     assert sum(a.nbytes for a in arrays.values()) <= BYTE_BUDGET
-    assert header["start"] == 0 and header["stop"] < 100_000
+    assert header["start"] == 0
+    assert header["stop"] < 100_000
     for t in (99_999, 50_000):  # the page reports where the user went; Python sends the window holding it
         report(at, t=t)
         assert_clean(at)
         header, arrays = explorer_window(at)
-        assert header["start"] <= t < header["stop"] and header["stop"] <= 100_000
+        assert header["start"] <= t < header["stop"]
+        assert header["stop"] <= 100_000
         np.testing.assert_array_equal(arrays["c"][t - header["start"]], trace.c[0, 0, t].numpy())
     assert header["stop"] - header["start"] == header["window_steps"]

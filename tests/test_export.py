@@ -35,17 +35,24 @@ def traced(unbatched=False, dtype=torch.float32, engine="auto", **option):
 
 
 def assert_same_trace(a, b):
-    assert a.config == b.config and a.batched == b.batched and a.engine == b.engine and a.meta == b.meta
+    assert a.config == b.config
+    assert a.batched == b.batched
+    assert a.engine == b.engine
+    assert a.meta == b.meta
     for name in ("f", "i", "g", "o", "c", "h", "output", "h_n", "c_n", "h0", "c0"):
         x, y = getattr(a, name), getattr(b, name)
-        assert y.is_contiguous() and y.device.type == "cpu" and y.dtype == x.dtype, name
+        assert y.is_contiguous(), name
+        assert y.device.type == "cpu", name
+        assert y.dtype == x.dtype, name
         assert torch.equal(x, y), name
     assert len(a.layer_inputs) == len(b.layer_inputs)
     for x, y in zip(a.layer_inputs, b.layer_inputs, strict=True):
-        assert torch.equal(x, y) and y.is_contiguous()
+        assert torch.equal(x, y)
+        assert y.is_contiguous()
     assert list(a.weights) == list(b.weights)
     for name in a.weights:
-        assert torch.equal(a.weights[name], b.weights[name]) and b.weights[name].dtype == a.weights[name].dtype
+        assert torch.equal(a.weights[name], b.weights[name])
+        assert b.weights[name].dtype == a.weights[name].dtype
 
 
 @pytest.mark.parametrize("option", CONFIGS, ids=str)
@@ -78,8 +85,11 @@ def test_npz_has_the_documented_layout():
         assert archive["f"].shape == (2, 2, 7, 2, 5)
     assert {"f", "i", "g", "o", "c", "h", "output", "h_n", "c_n", "h0", "c0", "layer_input_0", "layer_input_1"} <= names
     assert {f"weight/{w}" for w in tr.weights} <= names
-    assert meta["config"] == tr.config.to_dict() and meta["dtype"] == "float32" and meta["version"] == 1
-    assert meta["batched"] is True and meta["engine"] == tr.engine
+    assert meta["config"] == tr.config.to_dict()
+    assert meta["dtype"] == "float32"
+    assert meta["version"] == 1
+    assert meta["batched"] is True
+    assert meta["engine"] == tr.engine
 
 
 def npz_bytes(**arrays) -> io.BytesIO:
@@ -256,5 +266,7 @@ def test_figure_html_is_a_standalone_page():
     fig = go.Figure(go.Heatmap(z=[[1, 2], [3, 4]]), layout_title_text="export-check-title")
     for spec in (fig, fig.to_dict()):
         html = figure_html(spec)
-        assert "<html" in html and "plotly" in html and "export-check-title" in html
+        assert "<html" in html
+        assert "plotly" in html
+        assert "export-check-title" in html
         assert 'src="https://cdn.plot.ly' not in html  # plotly.js inlined: opens offline

@@ -116,7 +116,9 @@ def test_progress_is_reported_and_raising_from_it_cancels_the_run():
     seq = pipeline.make_sequence(config, {})
     seen = []
     pipeline.run(config, seq, progress=seen.append)
-    assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen), seen
+    assert seen[0] == 0.0, seen
+    assert seen[-1] == 1.0, seen
+    assert seen == sorted(seen), seen
 
     class Cancelled(BaseException):  # what Streamlit raises in the script thread when a rerun is asked for
         pass
@@ -147,4 +149,5 @@ def test_a_cancelled_run_is_not_started_again_until_the_user_asks():
         assert cancelled.run is first.run  # the last good view stays
     session.run_again()
     again = resolve.resolve(config, sources, {}, resolve.ModelChoice(), session)
-    assert not again.problem and again.run.trace.config.hidden_size == 9
+    assert not again.problem
+    assert again.run.trace.config.hidden_size == 9

@@ -45,10 +45,12 @@ def steps(seq: SequenceInput, b: int = 0) -> list[list[float]]:
 
 def test_random_shape_dtype_labels():
     seq = random_tensor(7, 3, 5)
-    assert seq.x.shape == (7, 3, 5) and seq.x.dtype == torch.float32
+    assert seq.x.shape == (7, 3, 5)
+    assert seq.x.dtype == torch.float32
     assert (seq.seq_len, seq.batch_size, seq.input_size) == (7, 3, 5)
     assert seq.labels == [f"t={t}" for t in range(7)]
-    assert seq.source == "random normal, seed 0" and seq.vocab is None
+    assert seq.source == "random normal, seed 0"
+    assert seq.vocab is None
 
 
 def test_random_is_reproducible_and_seeds_differ():
@@ -65,10 +67,13 @@ def test_random_float32_and_float64_see_the_same_numbers():
 
 def test_random_distributions():
     normal = random_tensor(1000, 4, 8, seed=2).x
-    assert abs(normal.mean().item()) < 0.05 and abs(normal.std().item() - 1) < 0.05
+    assert abs(normal.mean().item()) < 0.05
+    assert abs(normal.std().item() - 1) < 0.05
     uniform = random_tensor(1000, 4, 8, seed=2, distribution="uniform").x
-    assert uniform.min() >= -1 and uniform.max() <= 1
-    assert uniform.min() < -0.99 and uniform.max() > 0.99  # fills the range, not just [0, 1)
+    assert uniform.min() >= -1
+    assert uniform.max() <= 1
+    assert uniform.min() < -0.99  # fills the range, not just [0, 1)
+    assert uniform.max() > 0.99
     assert abs(uniform.mean().item()) < 0.05
 
 
@@ -160,8 +165,10 @@ def test_typed_never_leaks_another_error(text, input_size):
 @pytest.mark.parametrize("kind", SIGNAL_KINDS)
 def test_signal_shape_and_reproducibility(kind):
     seq = signal(kind, 40, batch_size=3, input_size=2, noise=0.1, seed=3)
-    assert seq.x.shape == (40, 3, 2) and seq.x.dtype == torch.float32
-    assert seq.labels[0] == "t=0" and len(seq.labels) == 40
+    assert seq.x.shape == (40, 3, 2)
+    assert seq.x.dtype == torch.float32
+    assert seq.labels[0] == "t=0"
+    assert len(seq.labels) == 40
     assert torch.isfinite(seq.x).all()
     assert torch.equal(seq.x, signal(kind, 40, batch_size=3, input_size=2, noise=0.1, seed=3).x)
     assert not torch.equal(seq.x, signal(kind, 40, batch_size=3, input_size=2, noise=0.1, seed=4).x)
@@ -179,7 +186,9 @@ def test_signal_batch_rows_and_features_differ(kind):
 def test_sine_has_the_period_and_amplitude():
     x = signal("sine", 64, period=16, amplitude=2.5, dtype=torch.float64).x[:, 0, 0]
     assert torch.allclose(x[16:], x[:-16], atol=1e-12)
-    assert x[0].item() == 0 and x[4].item() == pytest.approx(2.5) and x[12].item() == pytest.approx(-2.5)
+    assert x[0].item() == 0
+    assert x[4].item() == pytest.approx(2.5)
+    assert x[12].item() == pytest.approx(-2.5)
     assert x.abs().max().item() == pytest.approx(2.5)
 
 
@@ -192,7 +201,8 @@ def test_sine_phase_shifts_it_to_cosine():
 def test_square_takes_plus_and_minus_amplitude():
     x = signal("square", 32, period=8, amplitude=3).x[:, 0, 0]
     assert set(x.tolist()) == {3.0, -3.0}
-    assert x[:4].tolist() == [3.0] * 4 and x[4:8].tolist() == [-3.0] * 4
+    assert x[:4].tolist() == [3.0] * 4
+    assert x[4:8].tolist() == [-3.0] * 4
 
 
 def test_sawtooth_ramps_once_per_period():
@@ -213,7 +223,8 @@ def test_impulse_positions(period, length, expected):
 
 def test_step_switches_on_at_period():
     x = signal("step", 20, period=5, amplitude=4).x[:, 0, 0]
-    assert x[:5].tolist() == [0.0] * 5 and x[5:].tolist() == [4.0] * 15
+    assert x[:5].tolist() == [0.0] * 5
+    assert x[5:].tolist() == [4.0] * 15
 
 
 def test_random_walk_increments_have_std_amplitude():
@@ -247,7 +258,8 @@ def test_text_one_hot_decodes_back():
 
 def test_text_with_given_vocab_keeps_its_order():
     seq = text_to_onehot("ba\nc\t", ["c", "b", "a", "\n", "\t", "z"])
-    assert seq.vocab == ("c", "b", "a", "\n", "\t", "z") and seq.input_size == 6
+    assert seq.vocab == ("c", "b", "a", "\n", "\t", "z")
+    assert seq.input_size == 6
     assert seq.x[:, 0].argmax(-1).tolist() == [1, 2, 3, 0, 4]
     assert seq.labels == ["b", "a", "⏎", "c", "⇥"]
     assert text_to_onehot("abc", "abcdefghijklmnopqrstuvwxyz ").input_size == 27
@@ -266,7 +278,8 @@ def test_text_round_trips_any_text(text):
 
 def test_csv_without_header():
     seq = from_csv(b"1,2\n3,4\n5,6\n")
-    assert seq.x.shape == (3, 1, 2) and steps(seq) == [[1, 2], [3, 4], [5, 6]]
+    assert seq.x.shape == (3, 1, 2)
+    assert steps(seq) == [[1, 2], [3, 4], [5, 6]]
     assert seq.labels == ["t=0", "t=1", "t=2"]
 
 
@@ -299,7 +312,8 @@ def test_csv_reads_numpy_savetxt_output():
 )
 def test_npy_ranks(arr, shape):
     seq = from_npy(npy_bytes(arr))
-    assert seq.x.shape == shape and seq.x.dtype == torch.float32
+    assert seq.x.shape == shape
+    assert seq.x.dtype == torch.float32
     assert torch.equal(seq.x.flatten(), torch.from_numpy(arr).float().flatten())
     assert len(seq.labels) == shape[0]
 
@@ -319,7 +333,8 @@ def test_load_file_dispatches_on_extension():
     assert load_file("data.csv", b"1,2\n3,4").x.shape == (2, 1, 2)
     assert load_file("DATA.TXT", b"1 2 3\n").x.shape == (1, 1, 3)
     seq = load_file("dir/a.npy", npy_bytes(np.zeros((3, 2))))
-    assert seq.x.shape == (3, 1, 2) and seq.source.startswith("dir/a.npy")
+    assert seq.x.shape == (3, 1, 2)
+    assert seq.source.startswith("dir/a.npy")
 
 
 @settings(max_examples=200, deadline=None)

@@ -53,7 +53,8 @@ def assert_same_lstm(m: InstrumentedLSTM, lstm: nn.LSTM) -> None:
     """Same config (less what weights cannot tell), dtype, and outputs on a batch as the nn.LSTM."""
     assert m.config == dataclasses.replace(LSTMConfig.of(lstm), batch_first=False, dropout=0.0)
     dtype = lstm.weight_ih_l0.dtype
-    assert m.weight_ih_l0.dtype == dtype and not m.training
+    assert m.weight_ih_l0.dtype == dtype
+    assert not m.training
     atol = 1e-12 if dtype == torch.float64 else 1e-6
     x = torch.randn(6, 2, lstm.input_size, dtype=dtype)  # (T, B, I): the loaded model is time-major
     with torch.no_grad():
@@ -406,7 +407,9 @@ def test_the_bombs_are_live():
     assert unguarded(bombs.stored_archive(bombs.object_bomb("tuples", 700))) == [({}, [])] * 100
     assert unguarded(bombs.stored_archive(bombs.memo_bomb(700))) == [{}] * 100
     copies = unguarded(bombs.stored_archive(bombs.copy_bomb(2000, keys=10)))
-    assert len(copies) > 100 and all(len(c) == 10 for c in copies) and copies[0] is not copies[1]
+    assert len(copies) > 100
+    assert all(len(c) == 10 for c in copies)
+    assert copies[0] is not copies[1]
     assert len(unguarded(bombs.stored_archive(bombs.hex_chain(10)))["a"]) == 2 ** 11  # doubles with each level
     assert unguarded(bombs.legacy_file(bombs.object_bomb("dicts", 2000))) == [{}] * 1000
 
@@ -452,7 +455,8 @@ def test_calls_that_allocate_what_the_file_only_states_are_refused(monkeypatch):
     # Live: unguarded, torch.load zero-fills bytearray(n), and copies an expanded view into new memory.
     assert unguarded(bombs.stored_archive(bombs.bytearray_call(16)))["a"] == bytearray(16)
     copied = unguarded(bombs.stored_archive(bombs.expanded_to_double(10), {"0": bytes(4)}))["x"]
-    assert copied.dtype == torch.float64 and copied.untyped_storage().nbytes() == 80
+    assert copied.dtype == torch.float64
+    assert copied.untyped_storage().nbytes() == 80
     monkeypatch.setattr(torch, "load", never)
     refused = {  # 1.5 GB each, measured, from files of under 1 KB
         "builtins.bytearray": bombs.stored_archive(bombs.bytearray_call(1_500_000_000)),
@@ -569,7 +573,8 @@ def test_refusing_a_split_takes_little_memory(tmp_path):
     runs["unguarded_set"] = (bombs.UNGUARDED, split_file("set", 1_000_000))
     results = bombs.rss_growth(runs, tmp_path)
     growth, outcome = results.pop("unguarded_set")
-    assert outcome == "loaded" and growth > 300 << 20, f"unguarded: {growth / 2**20:.0f} MB, {outcome}"
+    assert outcome == "loaded", f"unguarded: {growth / 2**20:.0f} MB, {outcome}"
+    assert growth > 300 << 20, f"unguarded: {growth / 2**20:.0f} MB, {outcome}"
     for name, (growth, outcome) in results.items():
         assert outcome.startswith("WeightsError: refused: this file passes a tensor to"), (name, outcome)
         assert growth < 100 << 20, f"{name}: peak RSS grew by {growth / 2**20:.0f} MB"
@@ -592,7 +597,8 @@ def test_parameters_and_tensors_with_attributes_still_load():
         data = saved({"state_dict": lstm.state_dict(), "extras": extras}, _use_new_zipfile_serialization=not legacy)
         assert_same_lstm(load_lstm(data), lstm)
         back = torch.load(io.BytesIO(data), weights_only=True)["extras"]
-        assert back["tagged"].scale.tolist() == [3.0, 3.0] and back["note"].mask.tolist() == [1.0] * 3
+        assert back["tagged"].scale.tolist() == [3.0, 3.0]
+        assert back["note"].mask.tolist() == [1.0] * 3
 
 
 def test_truncated_legacy_file_is_reported_as_truncated():

@@ -91,7 +91,8 @@ def repr_as_lstm(m) -> str:
 def test_is_an_nn_lstm_with_all_its_public_names(cls):
     """isinstance(m, nn.LSTM), and every public attribute and method of nn.LSTM is there (more are allowed)."""
     m, ref = cls(3, 4, 2, bidirectional=True, proj_size=2), nn.LSTM(3, 4, 2, bidirectional=True, proj_size=2)
-    assert isinstance(m, nn.LSTM) and isinstance(m, nn.RNNBase)
+    assert isinstance(m, nn.LSTM)
+    assert isinstance(m, nn.RNNBase)
     missing = sorted({n for n in dir(ref) if not n.startswith("_")} - set(dir(m)))
     assert not missing, f"missing nn.LSTM names: {missing}"
     for name in OPTIONS + ("mode", "training"):
@@ -132,13 +133,16 @@ def test_dropout_changed_after_construction(cls):
     assert_close(m(x, hx), plain)
     for module in (m, ref):
         module.dropout = 0.5
-    assert m.train() is m and m.training
+    assert m.train() is m
+    assert m.training
     torch.manual_seed(0)
     first, second = m(x, hx), m(x, hx)
-    assert not torch.equal(first[0], second[0]) and not torch.equal(first[0], plain[0])
+    assert not torch.equal(first[0], second[0])
+    assert not torch.equal(first[0], plain[0])
     assert not torch.equal(first[1][0][1], plain[1][0][1])  # the second layer's h_n: after dropout
     assert_close(first[1][0][0], plain[1][0][0])  # the first layer's: before any
-    assert m.eval() is m and not m.training
+    assert m.eval() is m
+    assert not m.training
     ref.eval()
     assert_close(m(x, hx), ref(x, hx))
     assert_close(m(x, hx), plain)
@@ -247,7 +251,8 @@ def test_trace_packed_sequence(kwargs, enforce_sorted, given_hx, engine):
     assert isinstance(tr.output, PackedSequence)
     assert_close(tr.output, out)
     assert_close((tr.h_n, tr.c_n), (h_n, c_n))
-    assert torch.is_tensor(tr.lengths) and tr.lengths.tolist() == lengths
+    assert torch.is_tensor(tr.lengths)
+    assert tr.lengths.tolist() == lengths
     for b, (seq, length) in enumerate(zip(seqs, lengths, strict=True)):
         alone = single_trace(m, seq, hx, b, engine)
         for q in ("i", "f", "g", "o", "c", "h"):
@@ -362,7 +367,8 @@ def test_constructor_arguments_as_nn_lstm(cls, case):
     m, error = construct(cls, CONSTRUCTOR_CASES[case])
     if ref_error is not None:
         assert error is not None, f"accepted; nn.LSTM raises {ref_error!r}"
-        assert type(error) is type(ref_error) and str(error) == str(ref_error), f"{error!r} instead of {ref_error!r}"
+        assert type(error) is type(ref_error), f"{error!r} instead of {ref_error!r}"
+        assert str(error) == str(ref_error), f"{error!r} instead of {ref_error!r}"
         return
     assert error is None, f"refused with {error!r}; nn.LSTM accepts it"
     for name in OPTIONS:
@@ -422,7 +428,8 @@ def test_constructor_warnings_as_nn_lstm(cls, kwargs):
     expected = warned(nn.LSTM)
     assert warned(cls) == expected
     if kwargs.get("dropout", 0) > 0 and kwargs.get("num_layers", 1) == 1:
-        assert expected and expected[0][0] is UserWarning  # the test case is right: nn.LSTM warns here
+        assert expected  # the test case is right: nn.LSTM warns here
+        assert expected[0][0] is UserWarning
 
 
 # --- forward errors -----------------------------------------------------------------------------------------------
@@ -494,9 +501,11 @@ def test_flatten_parameters_and_flat_weights(cls, kwargs):
     assert m.flatten_parameters() is None
     assert_close(m(x, hx), before)
     assert m._flat_weights_names == ref._flat_weights_names
-    assert isinstance(m._flat_weights, list) and len(m._flat_weights) == len(ref._flat_weights)
+    assert isinstance(m._flat_weights, list)
+    assert len(m._flat_weights) == len(ref._flat_weights)
     for name, w in zip(m._flat_weights_names, m._flat_weights, strict=True):
-        assert w is getattr(m, name) and isinstance(w, nn.Parameter)
+        assert w is getattr(m, name)
+        assert isinstance(w, nn.Parameter)
     assert [[tuple(w.shape) for w in layer] for layer in m.all_weights] == \
            [[tuple(w.shape) for w in layer] for layer in ref.all_weights]
     for layer, names in zip(m.all_weights, m._all_weights, strict=True):

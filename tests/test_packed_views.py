@@ -44,7 +44,8 @@ def test_npz_round_trip_keeps_the_packing_and_every_value():
     trace.to_npz(buffer)
     buffer.seek(0)
     back = Trace.from_npz(buffer)
-    assert back.packed and back.lengths.tolist() == LENGTHS
+    assert back.packed
+    assert back.lengths.tolist() == LENGTHS
     assert torch.equal(back.output.data, trace.output.data)
     for name in ("batch_sizes", "sorted_indices", "unsorted_indices"):
         assert torch.equal(getattr(back.output, name), getattr(trace.output, name)), name
@@ -57,7 +58,8 @@ def test_an_unpacked_trace_round_trips_unpacked(tmp_path):
     trace = model.trace(x)
     trace.to_npz(tmp_path / "t.npz")
     back = Trace.from_npz(tmp_path / "t.npz")
-    assert not back.packed and torch.equal(back.output, trace.output)
+    assert not back.packed
+    assert torch.equal(back.output, trace.output)
 
 
 def test_a_packed_file_whose_lengths_disagree_with_its_packing_is_refused(tmp_path):
@@ -106,7 +108,8 @@ def test_step_heatmap_leaves_ended_sequences_empty():
     z = decode_array(trace.heatmap("f", t).data[0].z)  # batch × units
     ended = [b for b, n in enumerate(LENGTHS) if n <= t]
     running = [b for b, n in enumerate(LENGTHS) if n > t]
-    assert np.isnan(z[ended]).all() and not np.isnan(z[running]).any()
+    assert np.isnan(z[ended]).all()
+    assert not np.isnan(z[running]).any()
     np.testing.assert_allclose(z[running], trace.array("f")[0, 0, t][running], rtol=1e-6)
 
 
@@ -117,4 +120,5 @@ def test_the_explorer_window_of_a_packed_trace_is_valid_and_keeps_the_gaps():
     assert header["c_bound"] == pytest.approx(cell_bound(trace, 0, 1))
     f = arrays["f"]  # (W, B, H)
     for b, n in enumerate(LENGTHS):
-        assert not np.isnan(f[:n, b]).any() and np.isnan(f[n:, b]).all()
+        assert not np.isnan(f[:n, b]).any()
+        assert np.isnan(f[n:, b]).all()

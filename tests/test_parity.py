@@ -82,7 +82,8 @@ def check_last_layer_is_output(tr, case, want_out, tol):
     h_size = tr.h.shape[-1]
     for d in range(tr.num_directions):
         assert max_err(tr.h[-1, d], out[..., d * h_size:(d + 1) * h_size]) <= tol
-    assert tr.f.device == want_out.device and not tr.f.requires_grad
+    assert tr.f.device == want_out.device
+    assert not tr.f.requires_grad
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -29,7 +29,8 @@ def test_honest_traces_pass(option, engine, dtype):
     report = check_trace(model, x, tr)
     assert isinstance(report, ParityReport)
     assert report.ok, report.summary()
-    assert report.tolerance == TOLERANCE[dtype] and report.max_diff <= report.tolerance
+    assert report.tolerance == TOLERANCE[dtype]
+    assert report.max_diff <= report.tolerance
     assert report.steps_checked == report.seq_len == 9
     assert report.summary().startswith("gates and states at 9 of 9 steps match the reference cell")
 
@@ -37,10 +38,15 @@ def test_honest_traces_pass(option, engine, dtype):
 def test_a_long_sequence_is_sampled_first_and_last_included():
     model, x, tr = traced(seq_len=1000, batch=1, bidirectional=True)
     report = check_trace(model, x, tr)
-    assert report.ok and report.steps_checked == SAMPLE_STEPS and report.seq_len == 1000
+    assert report.ok
+    assert report.steps_checked == SAMPLE_STEPS
+    assert report.seq_len == 1000
     assert f"{SAMPLE_STEPS} of 1,000 steps" in report.summary()
     steps = sampled_steps(1000, SAMPLE_STEPS)
-    assert len(set(steps)) == SAMPLE_STEPS and steps[0] == 0 and steps[-1] == 999 and steps == sorted(steps)
+    assert len(set(steps)) == SAMPLE_STEPS
+    assert steps[0] == 0
+    assert steps[-1] == 999
+    assert steps == sorted(steps)
     assert sampled_steps(5, SAMPLE_STEPS) == [0, 1, 2, 3, 4]
     assert sampled_steps(65, 64) == sorted(set(sampled_steps(65, 64)))
 
@@ -60,11 +66,13 @@ def test_a_corrupted_gate_fails_and_is_named(engine, direction):
     t = sampled_steps(200, SAMPLE_STEPS)[7]
     tr.f[0, direction, t, 0, 1] += 0.01
     report = check_trace(model, x, tr)
-    assert not report.ok and report.cell_diff > report.tolerance
+    assert not report.ok
+    assert report.cell_diff > report.tolerance
     assert report.cell_diff == pytest.approx(0.01, rel=1e-3)
     assert report.torch_diff <= report.tolerance  # the output never saw the corruption
     text = report.summary()
-    assert "gates and states (i, f, g, o, c, h)" in text and "reference cell" in text
+    assert "gates and states (i, f, g, o, c, h)" in text
+    assert "reference cell" in text
     assert f"f at layer 0, direction {direction}, step {t}, batch 0, unit 1" in text
 
 
@@ -72,7 +80,8 @@ def test_a_corrupted_cell_state_fails():
     model, x, tr = traced(num_layers=2)
     tr.c[1, 0, 4, 2, 0] -= 0.05  # step 4's c is wrong, and step 5 reads it as c_{t−1}
     report = check_trace(model, x, tr)
-    assert not report.ok and report.cell_diff == pytest.approx(0.05, rel=1e-3)
+    assert not report.ok
+    assert report.cell_diff == pytest.approx(0.05, rel=1e-3)
     assert "c at layer 1, direction 0, step 4" in report.summary()
 
 
@@ -80,16 +89,19 @@ def test_a_corrupted_output_fails():
     model, x, tr = traced(batch_first=True)
     tr.output[1, 3, 2] += 0.02
     report = check_trace(model, x, tr)
-    assert not report.ok and report.cell_diff <= report.tolerance
+    assert not report.ok
+    assert report.cell_diff <= report.tolerance
     assert report.torch_diff == pytest.approx(0.02, rel=1e-3)
-    assert "differ from torch.nn.LSTM" in report.summary() and "output" in report.summary()
+    assert "differ from torch.nn.LSTM" in report.summary()
+    assert "output" in report.summary()
 
 
 def test_a_layer_input_that_is_not_the_layer_below_fails():
     model, x, tr = traced(num_layers=2, engine="fused")
     tr.layer_inputs[1] = tr.layer_inputs[1] + 0.03
     report = check_trace(model, x, tr)
-    assert not report.ok and report.layer_input_diff == pytest.approx(0.03, rel=1e-3)
+    assert not report.ok
+    assert report.layer_input_diff == pytest.approx(0.03, rel=1e-3)
     assert "previous layer's h" in report.summary()
 
 
@@ -98,4 +110,5 @@ def test_weights_changed_after_tracing_fail():
     with torch.no_grad():
         model.weight_hh_l0[0, 0] += 0.5
     report = check_trace(model, x, tr)
-    assert not report.ok and report.torch_diff > report.tolerance
+    assert not report.ok
+    assert report.torch_diff > report.tolerance

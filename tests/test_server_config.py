@@ -35,7 +35,8 @@ def test_the_server_never_opens_a_browser_itself():
 
 
 def test_the_checkout_and_the_package_share_one_file():
-    assert CHECKOUT_CONFIG.is_symlink() and CHECKOUT_CONFIG.resolve() == serve.OPTIONS.resolve()
+    assert CHECKOUT_CONFIG.is_symlink()
+    assert CHECKOUT_CONFIG.resolve() == serve.OPTIONS.resolve()
 
 
 def test_lstm_viz_app_gives_streamlit_every_option_and_the_users_flags_win():
@@ -44,8 +45,10 @@ def test_lstm_viz_app_gives_streamlit_every_option_and_the_users_flags_win():
         return streamlit_cli.main_run.make_context("run", [str(serve.SCRIPT), *serve.flags(), *extra]).params
 
     options = serve.options()
-    assert options["server.headless"] is True and options["server.maxUploadSize"] == CONFIG["server"]["maxUploadSize"]
+    assert options["server.headless"] is True
+    assert options["server.maxUploadSize"] == CONFIG["server"]["maxUploadSize"]
     got = parsed()
     assert {name: got[name.replace(".", "_")] for name in options} == options
     changed = parsed("--server.headless", "false", "--server.port", "8600")
-    assert changed["server_headless"] is False and changed["server_port"] == 8600
+    assert changed["server_headless"] is False
+    assert changed["server_port"] == 8600

@@ -54,5 +54,6 @@ def test_the_data_of_sessions_whose_browser_has_gone_is_released_at_once():
     assert guard.held_bytes() - before == 2 * one
     assert release_disconnected(lambda owner: owner != "gone") == 1  # (other tests' sessions stay connected)
     assert guard.held_bytes() - before == one  # the gone session's trace, uncounted because it is freed
-    assert gone.last_good is None and here.last_good is not None
+    assert gone.last_good is None
+    assert here.last_good is not None
     assert release_disconnected(lambda owner: owner != "gone") == 0  # nothing left to release

@@ -34,7 +34,8 @@ def test_reaches_threshold_within_cap(trained, name):
     assert result.steps <= task.max_steps
     assert len(result.losses) == result.steps
     assert result.final_loss < task.loss_threshold
-    assert not result.lstm.training and not result.head.training
+    assert not result.lstm.training
+    assert not result.head.training
 
 
 @pytest.mark.parametrize("name", TASKS)
@@ -73,7 +74,8 @@ def test_batch_and_example_shapes(name):
     assert y.shape == ((3, task.output_size) if task.last_step_only else (task.seq_len, 3, task.output_size))
     ex = tasks.example(name, seed=0)
     assert isinstance(ex, SequenceInput)
-    assert ex.x.shape == (task.seq_len, 1, task.input_size) and len(ex.labels) == task.seq_len
+    assert ex.x.shape == (task.seq_len, 1, task.input_size)
+    assert len(ex.labels) == task.seq_len
     assert torch.equal(ex.x, tasks.example(name, seed=0).x)
 
 

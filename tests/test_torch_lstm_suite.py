@@ -250,7 +250,8 @@ def test_device_ctx_init(cls, kwargs):
 def test_repr(cls, kwargs):
     """Ports test/test_modules.py::test_repr: repr and str work (test_lstm_api compares them to nn.LSTM's)."""
     m = cls(**kwargs, dropout=0.25)
-    assert repr(m) and str(m) == repr(m)
+    assert repr(m)
+    assert str(m) == repr(m)
 
 
 @pytest.mark.parametrize("kwargs", GENERIC_CONFIGS)
@@ -308,7 +309,8 @@ def test_to_dtype_and_to_empty(cls, kwargs):
     """Ports test/test_modules.py::test_to and test_to_empty: `.to(dtype)` converts in place (returns the module)
     and computes in float64 as nn.LSTM does; `.to_empty` keeps names, shapes and dtypes."""
     m, ref = build(cls, **kwargs)
-    assert m.to(torch.float64) is m and ref.to(torch.float64) is ref
+    assert m.to(torch.float64) is m
+    assert ref.to(torch.float64) is ref
     assert all(p.dtype == torch.float64 for p in m.parameters())
     x, hx = generic_input(m, torch.float64)
     assert_close(run_and_check_trace(m, x, hx), ref(x, hx))
@@ -431,7 +433,8 @@ def test_projections_lstm_initial_hidden_state(cls, bidirectional):
     m, ref = build(cls, 6, 5, 2, bidirectional=bidirectional, proj_size=3)
     x = torch.randn(4, 3, 6)
     hx = states(m, 3, fill=0.0)
-    assert hx[0].shape[-1] == 3 and hx[1].shape[-1] == 5
+    assert hx[0].shape[-1] == 3
+    assert hx[1].shape[-1] == 5
     given = run_and_check_trace(m, x, hx)
     assert_close(run_and_check_trace(m, x), given)
     assert_close(given, ref(x))
@@ -632,9 +635,11 @@ def test_RNN_dropout(cls, train, p):
     cell = lambda z: sig(z) * math.tanh(sig(z) * math.tanh(z))  # noqa: E731 - one step from zero states, z all gates
     h1 = cell(n_in)
     layer2 = [cell(k * h1 / (H * (1 - p))) if p < 1 else 0.0 for k in range(H + 1)]
-    assert output.min() == output.max() and h_n[1].min() == h_n[1].max()
+    assert output.min() == output.max()
+    assert h_n[1].min() == h_n[1].max()
     value = output[0, 0, 0].item()
-    assert h_n[0].min() == h_n[0].max() and h_n[0][0, 0].item() == pytest.approx(h1, abs=1e-12)
+    assert h_n[0].min() == h_n[0].max()
+    assert h_n[0][0, 0].item() == pytest.approx(h1, abs=1e-12)
     assert h_n[1][0, 0].item() == value
     if p == 0 or not train:
         assert value == pytest.approx(cell(h1), abs=1e-12)
@@ -694,8 +699,10 @@ def test_RNN_dropout_state(cls, train, p):
         assert_close((output3, hy3), (output1, hy1))
         check_trace(m, x, hx, output1, hy1)
     else:
-        assert not torch.equal(output1, output2) and not torch.equal(output1, output3)
-        assert not torch.equal(hy1[0], hy2[0]) and not torch.equal(hy1[0], hy3[0])
+        assert not torch.equal(output1, output2)
+        assert not torch.equal(output1, output3)
+        assert not torch.equal(hy1[0], hy2[0])
+        assert not torch.equal(hy1[0], hy3[0])
 
 
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
@@ -715,10 +722,12 @@ def test_RNN_change_dropout(cls, train):
         if p in (0, 1) or not train:
             assert_close((output2, hy2), (output1, hy1))
         else:
-            assert not torch.equal(output1, output2) and not torch.equal(hy1[0], hy2[0])
+            assert not torch.equal(output1, output2)
+            assert not torch.equal(hy1[0], hy2[0])
         if prev_output is not None:
             if train:
-                assert not torch.equal(output1, prev_output) and not torch.equal(output2, prev_output)
+                assert not torch.equal(output1, prev_output)
+                assert not torch.equal(output2, prev_output)
             else:
                 assert_close(output1, prev_output)
                 assert_close(output2, prev_output)

@@ -70,15 +70,19 @@ def test_trace_shapes_and_numpy():
         assert tuple(tr.get(q).shape) == (2, 2, 5, 3, 6)
     assert tuple(tr.h.shape) == (2, 2, 5, 3, 3)
     arrays = tr.to_numpy()
-    assert arrays["h"].shape == (2, 2, 5, 3, 3) and arrays["output"].shape == (3, 5, 6)
-    assert arrays["c_n"].shape == (4, 3, 6) and arrays["h_n"].shape == (4, 3, 3)
+    assert arrays["h"].shape == (2, 2, 5, 3, 3)
+    assert arrays["output"].shape == (3, 5, 6)
+    assert arrays["c_n"].shape == (4, 3, 6)
+    assert arrays["h_n"].shape == (4, 3, 3)
 
 
 def test_unbatched_trace_has_batch_one():
     m = InstrumentedLSTM(2, 3, num_layers=2)
     tr = m.trace(torch.randn(4, 2))
-    assert tuple(tr.f.shape) == (2, 1, 4, 1, 3) and not tr.batched
-    assert tuple(tr.output.shape) == (4, 3) and tuple(tr.h_n.shape) == (2, 3)
+    assert tuple(tr.f.shape) == (2, 1, 4, 1, 3)
+    assert not tr.batched
+    assert tuple(tr.output.shape) == (4, 3)
+    assert tuple(tr.h_n.shape) == (2, 3)
 
 
 @pytest.mark.parametrize("option", CONFIGS)
@@ -93,7 +97,8 @@ def test_state_dict_round_trips_both_ways(option):
     x = torch.randn(5, 2, 4)
     torch.testing.assert_close(back(x)[0], ref(x)[0], rtol=0, atol=0)
     converted = ours.to_torch()
-    assert isinstance(converted, torch.nn.LSTM) and LSTMConfig.of(converted) == ours.config
+    assert isinstance(converted, torch.nn.LSTM)
+    assert LSTMConfig.of(converted) == ours.config
     torch.testing.assert_close(converted(x)[0], ref(x)[0], rtol=0, atol=0)
     again = InstrumentedLSTM.from_torch(converted)
     for name, p in ref.state_dict().items():
@@ -104,7 +109,8 @@ def test_default_init_matches_nn_lstm_range():
     m = InstrumentedLSTM(3, 16, num_layers=2, proj_size=4)
     bound = 1 / math.sqrt(16)
     values = torch.cat([p.flatten() for p in m.parameters()])
-    assert values.abs().max() <= bound and values.abs().max() > 0.9 * bound
+    assert values.abs().max() <= bound
+    assert values.abs().max() > 0.9 * bound
     assert values.std() > 0.4 * bound  # spread out, not constant
 
 
@@ -192,5 +198,7 @@ def test_memo_is_bounded_and_keeps_what_is_revisited():
     for n in range(3 * MEMO_ENTRIES):  # a user sweeping a slider: each value a new derived figure
         trace.memo(("figure", n), lambda: "x" * 1000)
         trace.memo("kept", lambda: calls.append("again") or "k")  # revisited, so never evicted
-    assert len(trace._memo) == MEMO_ENTRIES and calls == ["kept"]
-    assert ("figure", 0) not in trace._memo and ("figure", 3 * MEMO_ENTRIES - 1) in trace._memo
+    assert len(trace._memo) == MEMO_ENTRIES
+    assert calls == ["kept"]
+    assert ("figure", 0) not in trace._memo
+    assert ("figure", 3 * MEMO_ENTRIES - 1) in trace._memo
