@@ -12,6 +12,10 @@ docs/screenshot-phone.png    the default view at 390 px from the tabs down: the 
                              (step heatmaps two to a row, the cell diagram below them)
 docs/screenshot-shapes.png   after the "nn.LSTM(10, 20, 2) on randn(5, 3, 10)" preset: the Shapes tab,
                              with the preset's explanation and the shape tables
+docs/screens/{default,lesson,trained}-{1440,1100,390}.png
+                             what a screen of that width shows, from the top of the page (the sidebar collapses
+                             below 640 px): the default view; the guided lesson at its "memory-trained" step with
+                             the answer revealed; the memory toy task trained, scrolled to "Watch the gates learn"
 Needs the playwright Python package and a system Chromium (see tests/browser_support.py).
 """
 
@@ -138,7 +142,7 @@ def shapes_view(page, url: str, path: Path) -> None:
     panel = page.locator("[data-testid=stTabPanel]:visible")
     explanation = panel.locator("[data-testid=stAlert]").filter(has_text="nn.LSTM(10, 20, 2)")
     explanation.wait_for(state="visible", timeout=60_000)
-    tables = panel.locator("table")  # st.table or Markdown tables
+    tables = panel.locator("table:visible")  # st.table or Markdown tables (not those in a closed expander)
     tables.last.wait_for(state="visible", timeout=60_000)
     tabs = page.locator("[data-testid=stTabs]").first
     boxes = [tabs.bounding_box(), explanation.bounding_box()] + [
@@ -189,6 +193,58 @@ def trained_view(page, url: str, path: Path) -> None:
     page.screenshot(path=str(path), clip=clip)
 
 
+SCREEN_WIDTHS = {1440: 900, 1100: 800, 390: 844}  # width -> a screen's height at that width (a phone's: 844)
+SCREENS = DOCS / "screens"
+
+
+def wait_until_trained(page) -> None:
+    """Training runs in the background: wait until the page shows the trained model and its panel."""
+    page.get_by_text("Watch the gates learn").wait_for(timeout=180_000)
+    wait_for_app(page)
+
+
+def screen_default(page, url: str) -> None:
+    open_default(page, url)
+
+
+def screen_lesson(page, url: str) -> None:
+    """The lesson's trained-memory step after the class has predicted: the answer shown, the unit's lines outlined."""
+    page.goto(f"{url}/?lesson=memory-trained")  # opens the Unit drill-down tab: no explorer to wait for
+    page.get_by_text("cell state c follows").first.wait_for(timeout=180_000)  # trained: its best unit is open
+    hide_toolbar(page)
+    page.get_by_role("button", name="Reveal the answer").click()
+    page.get_by_text("Training learnt to hold the gate open").first.wait_for(timeout=60_000)
+    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
+
+
+def screen_trained(page, url: str) -> None:
+    """The memory task trained here, scrolled to the training-step slider and the unit through training."""
+    page.goto(f"{url}/?model_source=toy+task&task=memory")
+    wait_for_app(page)
+    hide_toolbar(page)
+    page.get_by_role("button", name="Train").click()
+    wait_until_trained(page)
+    page.get_by_role("button", name="in the explorer").click()  # "Open unit N in the explorer": the best tracker
+    page.get_by_text("Watch the gates learn").wait_for()
+    wait_for_app(page)
+    page.get_by_text("Watch the gates learn").scroll_into_view_if_needed()
+    page.evaluate("document.querySelector('[data-testid=stMain]').scrollBy(0, -24)")
+
+
+def screens(browser, url: str) -> None:
+    """docs/screens/<view>-<width>.png: each view as a screen of that width shows it."""
+    SCREENS.mkdir(exist_ok=True)
+    for view, open_view in (("default", screen_default), ("lesson", screen_lesson), ("trained", screen_trained)):
+        for width, height in SCREEN_WIDTHS.items():
+            page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)
+            open_view(page, url)
+            settle(page, 1000)
+            path = SCREENS / f"{view}-{width}.png"
+            page.screenshot(path=str(path))
+            page.close()
+            print(path)
+
+
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
@@ -202,6 +258,7 @@ def main() -> None:
     with streamlit_server() as url, sync_playwright() as pw:
         browser = launch_browser(pw)
         try:
+            screens(browser, url)
             for name, shoot, width, height, scale in shots:
                 page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=scale)
                 shoot(page, url, DOCS / name)
