@@ -215,6 +215,9 @@ def screen_lesson(page, url: str) -> None:
     page.get_by_role("button", name="Reveal the answer").click()
     page.get_by_text("Training learnt to hold the gate open").first.wait_for(timeout=60_000)
     page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
+    page.wait_for_function(  # the sidebar redrawn with the step's settings (a phone's is collapsed: no inputs)
+        "() => { const inputs = [...document.querySelectorAll('[data-testid=stSidebar] input')];"
+        " return !inputs.length || inputs.some((e) => e.value === 'toy task'); }", timeout=60_000)
 
 
 def screen_trained(page, url: str) -> None:

@@ -81,14 +81,13 @@ def show() -> None:
 def moves(shown: Step) -> None:
     """Back, Next and Leave, then the links to this step."""
     back, ahead = neighbour(shown.key, -1), neighbour(shown.key, +1)
-    cols = st.columns([1, 1, 1.6, 3])
-    cols[0].button("Back", key="lesson_back", on_click=go_to, args=(back,), disabled=back is None,
-                   icon=":material/arrow_back:", width="stretch")
-    cols[1].button("Next", key="lesson_next", on_click=go_to, args=(ahead,), disabled=ahead is None,
-                   icon=":material/arrow_forward:", type="primary", width="stretch")
-    cols[2].button("Leave the lesson", key="lesson_leave", on_click=leave, icon=":material/close:",
-                   width="stretch")
-    with cols[3].popover("Link to this step", icon=":material/link:"):
+    row = st.container(horizontal=True, wrap=True)  # each button as wide as its label: a narrow page wraps them
+    row.button("Back", key="lesson_back", on_click=go_to, args=(back,), disabled=back is None,
+               icon=":material/arrow_back:")
+    row.button("Next", key="lesson_next", on_click=go_to, args=(ahead,), disabled=ahead is None,
+               icon=":material/arrow_forward:", type="primary")
+    row.button("Leave the lesson", key="lesson_leave", on_click=leave, icon=":material/close:")
+    with row.popover("Link to this step", icon=":material/link:"):
         base = st.context.url or ""  # None outside a browser (AppTest): the links are then relative
         st.caption("Opens this step, set up as here:")
         st.code(base + link_query(shown.key), language=None, wrap_lines=True)

@@ -129,6 +129,8 @@ def test_arrow_keys_step_in_the_page_with_the_traces_values_and_no_server_round_
     assert_trace_values(page, trace, AppConfig().seq_len - 1)
     page.keyboard.press("Home")
     assert_trace_values(page, trace, 0)
+    # the step's label ("t=0") says no more than t: not repeated after it
+    assert page.locator("[data-testid=lvx-readout]").inner_text() == f"t = 0 of 0–{AppConfig().seq_len - 1}"
     screenshot(page, "browser-explorer-keys.png")
 
 
@@ -250,6 +252,7 @@ def test_train_a_toy_task_then_see_target_and_prediction(server, page):
     page.locator("h1").first.click()
     page.keyboard.press("End")
     assert_step_heatmaps(page, 24)
+    assert page.locator("[data-testid=lvx-readout]").inner_text() == "t = 24 of 0–24 · “recall”"  # says more
     page.locator("[data-testid=lvx-time]").scroll_into_view_if_needed()
     screenshot(page, "browser-trained-memory.png")
 

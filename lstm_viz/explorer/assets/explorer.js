@@ -735,7 +735,8 @@
     drawReadout() {
       const h = this.header, t = this.t, label = h.labels[t - h.start];
       this.slider.value = String(t);
-      this.readout.textContent = `t = ${t} of 0–${h.seq_len - 1}` + (label !== String(t) ? ` · “${label}”` : "");
+      const more = label != null && label !== String(t) && label !== `t=${t}`; // as stepLabel: only what says more
+      this.readout.textContent = `t = ${t} of 0–${h.seq_len - 1}` + (more ? ` · “${label}”` : "");
       this.where.textContent = `layer ${h.layer} · ${h.direction_name}` +
         (h.direction === 1 ? " (Next goes t → t−1: the order this direction reads)" : "") +
         ` · unit ${this.unit} · batch ${this.batch}` +
