@@ -1,8 +1,9 @@
 """Time InstrumentedLSTM.trace against torch.nn.LSTM forward on the same input, in the same run.
 
-    python bench/bench_trace.py [--device cuda] [--repeats 5]
+    python bench/bench_trace.py [--device cuda] [--repeats 5] [--engine compiled]
 
-Prints one row per grid point (T, B, I, H, L): median seconds of each and their ratio. fp32, no grad.
+Prints one row per grid point (T, B, I, H, L): median seconds of each, their ratio, and the engine that ran (what
+auto picked, or for --engine compiled where its cell is unavailable, the fallback and why). fp32, no grad.
 Timings never decide a test; this is for humans and docs/benchmarks.md.
 """
 
@@ -37,7 +38,7 @@ def median_seconds(fn, repeats: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
-def bench_point(T, B, I, H, L, device, repeats, engine=None) -> tuple[float, float]:
+def bench_point(T, B, I, H, L, device, repeats, engine=None) -> tuple[float, float, str]:
     torch.manual_seed(0)
     ref = torch.nn.LSTM(I, H, num_layers=L, device=device).eval()
     ours = InstrumentedLSTM.from_torch(ref).eval()
@@ -46,7 +47,8 @@ def bench_point(T, B, I, H, L, device, repeats, engine=None) -> tuple[float, flo
     with torch.no_grad():
         t_ref = median_seconds(lambda: ref(x), repeats, device)
         t_ours = median_seconds(lambda: ours.trace(x, **kwargs), repeats, device)
-    return t_ref, t_ours
+        ran = ours.trace(x[:1], **kwargs).engine if engine else ours.auto_engine(T, B)
+    return t_ref, t_ours, ran
 
 
 def main() -> None:
@@ -62,11 +64,11 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"# trace vs nn.LSTM forward, fp32, no grad, {name}, torch {torch.__version__}, "
           f"median of {args.repeats}, engine={args.engine or 'auto'}")
-    print(f"{'T':>6} {'B':>4} {'I':>5} {'H':>5} {'L':>2} | {'nn.LSTM ms':>11} {'trace ms':>10} {'ratio':>7}")
+    print(f"{'T':>6} {'B':>4} {'I':>5} {'H':>5} {'L':>2} | {'nn.LSTM ms':>11} {'trace ms':>10} {'ratio':>7} engine")
     for T, B, I, H, L in grid:
-        t_ref, t_ours = bench_point(T, B, I, H, L, device, args.repeats, args.engine)
+        t_ref, t_ours, ran = bench_point(T, B, I, H, L, device, args.repeats, args.engine)
         print(f"{T:>6} {B:>4} {I:>5} {H:>5} {L:>2} | {t_ref * 1e3:>11.2f} {t_ours * 1e3:>10.2f} "
-              f"{t_ours / t_ref:>6.2f}x", flush=True)
+              f"{t_ours / t_ref:>6.2f}x {ran}", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from . import export
+from .engines import ENGINES
 from .explorer import to_html
 from .inputs import InputError, load_file
 from .loading import WeightsError, describe, load_lstm
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--input", type=Path, required=True, help=".npy (T, F) / (T, B, F), or .csv")
     cmd.add_argument("--out", type=Path, required=True, help="the trace, .npz (lstm_viz.export.load_npz reads it)")
     cmd.add_argument("--html", type=Path, default=None, help="also the explorer (layer 0) as an offline HTML file")
-    cmd.add_argument("--engine", default="auto", choices=["auto", "stepwise", "fused"])
+    cmd.add_argument("--engine", default="auto", choices=["auto", *ENGINES])
     cmd.add_argument("--force", action="store_true", help="overwrite --out and --html if they exist")
     args, extra = parser.parse_known_args(argv)  # app passes what it does not know on to Streamlit
     if args.command == "app":

@@ -3,7 +3,7 @@ progress and deadline while it runs (`Clock`, `TooSlow`).
 
 A run's time is the sum of what dominates it, per layer and direction (T steps, batch B, hidden H, h of size H_r):
 
-    T × step overhead        Python and dispatch per stepwise step, the kernel's own loop in torch.lstm
+    T × step overhead        Python and dispatch per stepwise step, the C++ loop of the compiled cell and of torch.lstm
     T × W_hh·h_{t−1}         bytes of W_hh / bandwidth (small B: memory-bound) + flops / GEMM rate (large B)
     T × B·H elementwise      the gates' activations, c and h
     GEMMs over all steps     the input parts, the fused engine's gate rebuild: flops / GEMM rate + one write a value
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from . import compiled
 from .config import LSTMConfig
 from .engines import (
     PACKED_MIN_VALUES,
@@ -39,7 +40,7 @@ from .engines import (
 )
 from .shapes import parameter_count
 
-ENGINE_NAMES = ("fused", "stepwise")  # as engines.ENGINES; the first wins a tie
+ENGINE_NAMES = ("fused", "stepwise", "compiled")  # as engines.ENGINES; the first wins a tie
 REPORT_EVERY = 0.1  # s between progress reports: a bar that moves, for a negligible cost
 CHUNK_SECONDS = 0.1  # s of work per chunk of the fused engine, so that its clock is read about that often
 MAX_CHUNK_SECONDS = 0.25  # ... or up to this, to keep a chunk's fixed cost ≤ 10% (torch.lstm repacks big weights)
@@ -178,6 +179,8 @@ class Rates:
     stepwise_step: float = 0.0  # s per stepwise step beyond its products: lstm_cell's Python and dispatch
     stepwise_value: float = 0.0  # s per B·H value of a stepwise step's elementwise work
     kernels: dict[str, Kernel] = field(default_factory=dict)  # torch.lstm's: "fast" (oneDNN, cuDNN), "native" (ATen)
+    compiled_step: float | None = None  # s per compiled step beyond its GEMMs' flops and bytes; None: no compiled cell
+    compiled_value: float = 0.0  # s per B·H value of a compiled step's fused loop
 
 
 # --- the model ------------------------------------------------------------------------------
@@ -198,7 +201,12 @@ def faster_engine(cfg: LSTMConfig, seq_len: int, batch: int, device: str | torch
 
 @functools.lru_cache(maxsize=4096)  # auto asks before every trace; the model takes ~20 µs a layer
 def _faster(cfg: LSTMConfig, seq_len: int, batch: int, r: Rates) -> str:
-    return min(ENGINE_NAMES, key=lambda engine: trace_seconds(cfg, seq_len, batch, engine, r))
+    return min(engines_here(r), key=lambda engine: trace_seconds(cfg, seq_len, batch, engine, r))
+
+
+def engines_here(r: Rates) -> tuple[str, ...]:
+    """The engines `auto` chooses among: compiled only where its cell was built and calibrated."""
+    return tuple(name for name in ENGINE_NAMES if name != "compiled" or r.compiled_step is not None)
 
 
 def run_seconds(cfg: LSTMConfig, seq_len: int, batch: int, engine: str, r: Rates) -> float:
@@ -209,7 +217,10 @@ def run_seconds(cfg: LSTMConfig, seq_len: int, batch: int, engine: str, r: Rates
 
 def trace_seconds(cfg: LSTMConfig, seq_len: int, batch: int, engine: str, r: Rates) -> float:
     """InstrumentedLSTM.trace with `engine`, layer by layer, and the copy of the weights the trace keeps."""
-    layer_seconds = stepwise_layer_seconds if engine == "stepwise" else fused_layer_seconds
+    if engine == "compiled" and r.compiled_step is None:
+        engine = "stepwise"  # what engine="compiled" runs where its cell cannot
+    layer_seconds = {"stepwise": stepwise_layer_seconds, "fused": fused_layer_seconds,
+                     "compiled": compiled_layer_seconds}[engine]
     layers = sum(layer_seconds(cfg, layer, seq_len, batch, r) for layer in range(cfg.num_layers))
     return layers + parameter_count(cfg) * r.value + (TRACE_OPS + LAYER_OPS * cfg.num_layers) * r.op
 
@@ -226,6 +237,25 @@ def stepwise_layer_seconds(cfg: LSTMConfig, layer: int, T: int, B: int, r: Rates
             + T * B * (4 * H + H + H_r) * r.value  # stacking the recorded steps
             + (4 * H * H_r * r.value if kind == "packed" else 0.0))  # packing W_hh for the batch
     return cfg.num_directions * (T * step + once)
+
+
+def compiled_layer_seconds(cfg: LSTMConfig, layer: int, T: int, B: int, r: Rates) -> float:
+    """One layer, every direction: the compiled cell's input GEMM straight into the gate buffer, then per step one
+    GEMM called from C++ (no Python) and one loop over (B, H)."""
+    I, H, H_r, P = _sizes(cfg, layer)
+    kind = "packed" if "packed" in r.products and 4 * H * H_r >= compiled.PACKED_MIN_VALUES else "plain"  # as packs
+    step = (r.compiled_step  # the C++ loop and its GEMMs' dispatch
+            + product_seconds(r, kind, 4 * H, H_r, B, call=False)  # W_hh h_{t−1}
+            + (product_seconds(r, "plain", P, H, B, call=False) if P else 0.0)  # W_hr h_t
+            + B * H * r.compiled_value)  # activations, c and h, in one loop
+    if "packed" in r.products and 4 * H * I >= compiled.PACKED_MIN_VALUES and T * B >= compiled.INPUT_ROWS_MIN:
+        # W_ih x_t + b by oneDNN's GEMM in blocks (compiled.input_part_into), each copied into the gate buffer
+        once = 2 * T * B * I * 4 * H / r.products["packed"].flops + T * B * 4 * H * 2 * r.value + 4 * H * I * r.value
+    else:
+        once = gemm_seconds(r, T * B, I, 4 * H)  # W_ih x_t + b for every t, in one GEMM
+    once += 4 * H * H_r * r.value if kind == "packed" else 0.0  # packing W_hh for the batch
+    concat = (cfg.num_directions - 1) * T * B * 2 * H_r * r.value  # [forward, reverse] output
+    return cfg.num_directions * (T * step + once) + concat
 
 
 def fused_layer_seconds(cfg: LSTMConfig, layer: int, T: int, B: int, r: Rates) -> float:
@@ -361,6 +391,8 @@ def calibrate(device: str | torch.device = "cpu", dtype: torch.dtype = torch.flo
                          else [])
     r = replace(r, products={kind: _calibrate_product(kind, r, full, timed) for kind in kinds})
     r = _calibrate_stepwise(r, full, timed)
+    if dev.type == "cpu" and compiled.runs_on(full(1)) is None:  # builds the compiled cell on first use
+        r = _calibrate_compiled(r, full, timed)
     fast = dev.type == "cuda" or (dtype == torch.float32 and torch.backends.mkldnn.is_available()
                                   and torch.backends.mkldnn.enabled)
     kernels = {}
@@ -405,6 +437,25 @@ def _calibrate_stepwise(r: Rates, full, timed) -> Rates:
     cfg = LSTMConfig(8, H)
     known = stepwise_layer_seconds(cfg, 0, T, B, r)  # all but the elementwise work, which is 0 so far
     return replace(r, stepwise_value=_rest(run(T, B, H), known) / (T * B * H))
+
+
+def _calibrate_compiled(r: Rates, full, timed) -> Rates:
+    """The compiled cell, as `_calibrate_stepwise` times the stepwise one: a tiny layer for the per-step overhead,
+    a batch wide enough to run the fused loop on every thread for the elementwise work."""
+
+    def run(T: int, B: int, H: int) -> float:
+        x, h0, c0 = full(T, B, 8), full(B, H), full(B, H)
+        w_ih, w_hh, bias = full(4 * H, 8), full(4 * H, H), full(4 * H)
+        gates, c, h = full(T, B, 4 * H), full(T, B, H), full(T, B, H)
+        return timed(lambda: compiled.trace_steps(x, h0, c0, w_ih, w_hh, bias, None, False, gates, c, h))
+
+    cfg = LSTMConfig(8, 8)
+    r = replace(r, compiled_step=0.0, compiled_value=0.0)
+    T = 64
+    r = replace(r, compiled_step=_rest(run(T, 1, 8), compiled_layer_seconds(cfg, 0, T, 1, r)) / T)
+    T, B, H = 8, 512, 64
+    known = compiled_layer_seconds(LSTMConfig(8, H), 0, T, B, r)  # all but the elementwise work, 0 so far
+    return replace(r, compiled_value=_rest(run(T, B, H), known) / (T * B * H))
 
 
 def _calibrate_kernel(kind: str, fast: bool, r: Rates, full, timed) -> Kernel:

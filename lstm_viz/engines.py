@@ -1,4 +1,4 @@
-"""The LSTM cell and the two engines that trace a layer with it, plus the registry `auto` picks from.
+"""The LSTM cell and the three engines that trace a layer with it, plus the registry `auto` picks from.
 
 For one layer and direction, with rows of the (4H, ·) weights in PyTorch's order i, f, g, o:
 
@@ -16,10 +16,13 @@ fused: torch's own LSTM kernel (oneDNN on CPU, cuDNN on CUDA) gives h for all t,
     at once from [x_t, h_{t−1}] in one GEMM, and c by a scan of its linear recurrence (`linear_scan`). No
     per-step Python work except, for wide layers, one multiply-add per step of the scan.
 
-Given a `clock` (cost.Clock: progress reports and a deadline), stepwise checks it every step and fused runs in
-chunks of steps, carrying (h, c) from one chunk to the next, checking it between chunks.
+compiled: the stepwise engine's cell in C++ (compiled.py), one GEMM and one fused loop a step, no Python between
+    steps; where it cannot be built, or on CUDA, the stepwise engine, which says so.
 
-`auto_engine` picks between them by the cost model; `ENGINES` maps their names to their layer functions.
+Given a `clock` (cost.Clock: progress reports and a deadline), stepwise checks it every step, fused and compiled run
+in chunks of steps, carrying (h, c) from one chunk to the next, checking it between chunks.
+
+`auto_engine` picks among them by the cost model; `ENGINES` maps their names to their layer functions.
 """
 
 from __future__ import annotations
@@ -175,6 +178,16 @@ def auto_engine(cfg: LSTMConfig, seq_len: int, batch: int, device: str | torch.d
     return faster_engine(cfg, seq_len, batch, device, dtype)
 
 
+def engine_label(engine: str, x: Tensor) -> str:
+    """What a trace reports as the engine that ran `engine` on x: its name, or for a compiled engine that fell back,
+    "stepwise (compiled cell unavailable: <why>; slower)"."""
+    if engine != "compiled":
+        return engine
+    from . import compiled
+
+    return compiled.label(x)
+
+
 def scan_by_passes(seq_len: int, units: int) -> bool:
     """Whether `linear_scan` takes the log-depth scheme for this shape: units = the values of one step (B·H)."""
     # Measured on 2 CPU cores: a loop step costs ~6 µs + 0.5 ns/unit, a scan pass ~1.5 ns per value.
@@ -322,4 +335,44 @@ def fused_in_chunks(x: Tensor, h0: Tensor, c0: Tensor, weights: list[DirectionWe
     return out, torch.stack(h_n), torch.stack(c_n)
 
 
-ENGINES = {"stepwise": stepwise_layer, "fused": fused_layer}
+def compiled_layer(x: Tensor, h0: Tensor, c0: Tensor, weights: list[DirectionWeights],
+                   record: dict[str, Tensor] | None, clock: Clock | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """One layer, each direction by the compiled cell (`compiled.trace_steps`: the input part in one GEMM, then
+    per step one GEMM and one loop over (B, H), straight into the record). Where it cannot run (no build, CUDA,
+    half precision), `stepwise_layer`, which computes the same to rounding. With a `clock`, in chunks of steps."""
+    from . import compiled  # builds the C++ cell at first use
+
+    if compiled.runs_on(x) is not None:
+        return stepwise_layer(x, h0, c0, weights, record, clock)
+    T, B = x.shape[:2]
+    D, H, H_r = len(weights), c0.shape[-1], h0.shape[-1]
+    if record is None:
+        record = {"gates": x.new_empty(D, T, B, 4 * H), "c": x.new_empty(D, T, B, H), "h": x.new_empty(D, T, B, H_r)}
+    x = x.contiguous()
+    h_n, c_n = [], []
+    for d, w in enumerate(weights):
+        reverse = d == 1
+        bias = w.bias_ih + w.bias_hh if w.bias_ih is not None else None  # b_ih + b_hh, added as input_part adds it
+        gates, c, h = record["gates"][d], record["c"][d], record["h"][d]
+        h_before, c_before = h0[d], c0[d]
+        packed = compiled.packed_weight(w.weight_hh, B)  # oneDNN's step GEMM, as step_product for stepwise
+        done, n = 0, T if clock is None else FIRST_CHUNK
+        while done < T:
+            n = min(n, T - done)
+            a, b = (T - done - n, T - done) if reverse else (done, done + n)  # input positions of this chunk
+            start = time.perf_counter()
+            compiled.trace_steps(x[a:b], h_before, c_before, w.weight_ih, w.weight_hh, bias, w.weight_hr, reverse,
+                                 gates[a:b], c[a:b], h[a:b], packed)
+            last = a if reverse else b - 1  # the state the next chunk starts from
+            h_before, c_before = h[last], c[last]
+            done += n
+            if clock is not None:
+                clock.tick(d, done)
+                n = clock.next_chunk(n, time.perf_counter() - start)
+        h_n.append(h_before)
+        c_n.append(c_before)
+    out = torch.cat([record["h"][d] for d in range(D)], dim=-1) if D > 1 else record["h"][0]
+    return out, torch.stack(h_n), torch.stack(c_n)
+
+
+ENGINES = {"stepwise": stepwise_layer, "fused": fused_layer, "compiled": compiled_layer}

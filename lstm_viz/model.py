@@ -27,7 +27,7 @@ from torch.nn.utils.rnn import PackedSequence
 from . import kernel
 from .config import LSTMConfig
 from .cost import Clock
-from .engines import ENGINES, DirectionWeights, auto_engine
+from .engines import ENGINES, DirectionWeights, auto_engine, engine_label
 from .trace import Trace
 
 
@@ -154,8 +154,9 @@ class InstrumentedLSTM(nn.LSTM):
 
         engine: "stepwise" runs the cell (`kernel.cell`) step by step (the reference); "fused" lets torch's fused
         LSTM give h, then rebuilds every gate from (x_t, h_{t−1}) in one GEMM and c by a scan; "auto" picks the
-        faster for this model and input by the cost model (`cost.faster_engine`). The tests hold both to nn.LSTM
-        and to each other.
+        faster for this model and input by the cost model (`cost.faster_engine`); "compiled" runs the stepwise cell
+        in C++ (`compiled`), or where it cannot, the stepwise engine, and `trace.engine` then says so and why. The
+        tests hold them all to nn.LSTM and to each other.
         progress: called with the fraction done (0 to 1) at the start, about every 0.1 s of work, and at the end;
         whatever it raises stops the trace and propagates.
         deadline: a time.monotonic() value; past it the trace stops with cost.TooSlow, saying how far it got.
@@ -181,8 +182,8 @@ class InstrumentedLSTM(nn.LSTM):
             output = output.squeeze(0 if self.batch_first else 1)
             h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
         return Trace(config=self.config, output=output, h_n=h_n, c_n=c_n, batched=batched,
-                     weights={k: v.detach().clone() for k, v in self.current_weights().items()}, engine=engine,
-                     **parts)
+                     weights={k: v.detach().clone() for k, v in self.current_weights().items()},
+                     engine=engine_label(engine, x), **parts)
 
     def auto_engine(self, seq_len: int, batch: int) -> str:
         """The faster engine for this model on an input of this length and batch, by the cost model."""

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
+from .engines import engine_label
 from .trace import Trace
 
 
@@ -55,7 +56,7 @@ def trace_packed(model, packed: PackedSequence, hx: tuple[Tensor, Tensor] | None
                             packed.sorted_indices, packed.unsorted_indices)
     views = {q: gates[..., k * H:(k + 1) * H] for k, q in enumerate("ifgo")}
     return Trace(config=cfg, output=output, h_n=h_n, c_n=c_n, c=c, h=h, h0=h0.view(L, D, B, H_r),
-                 c0=c0.view(L, D, B, H), layer_inputs=layer_inputs, batched=True, engine=engine,
+                 c0=c0.view(L, D, B, H), layer_inputs=layer_inputs, batched=True, engine=engine_label(engine, padded),
                  weights={k: v.detach().clone() for k, v in model.current_weights().items()}, lengths=lengths, **views)
 
 

@@ -84,7 +84,7 @@ def test_input_part_covers_every_step_and_a_given_product_is_used():
 def test_auto_engine_is_the_cost_models_pick_for_the_inputs_length_and_batch(monkeypatch):
     """auto asks cost.faster_engine about this run: the model's config, T and B read from the input in every layout
     (time-major, batch_first, unbatched), its device and dtype. Whether the pick is right is tests/test_cost.py's."""
-    assert set(ENGINES) == {"stepwise", "fused"} == set(cost.ENGINE_NAMES)
+    assert set(ENGINES) == {"stepwise", "fused", "compiled"} == set(cost.ENGINE_NAMES)
     asked = []
 
     def faster_engine(cfg, seq_len, batch, device, dtype):

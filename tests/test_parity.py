@@ -66,7 +66,8 @@ def check_parity(case, dtype, device):
     for name, got, want in (("output", got_out, want_out), ("h_n", got_h, want_h), ("c_n", got_c, want_c)):
         assert max_err(got, want) <= tol, f"{name} differs for {case}"
     for engine, tr in traces.items():
-        assert tr.engine == engine
+        # compiled where it cannot run (no build, CUDA) is the stepwise engine, and says so
+        assert tr.engine == engine or engine == "compiled" and tr.engine.startswith("stepwise (compiled cell unavail")
         for got, want in ((tr.output, want_out), (tr.h_n, want_h), (tr.c_n, want_c)):
             assert max_err(got, want) <= tol, f"engine {engine} differs for {case}"
         check_last_layer_is_output(tr, case, want_out, tol)

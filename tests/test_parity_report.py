@@ -86,7 +86,9 @@ def test_a_corrupted_cell_state_fails():
 
 
 def test_a_corrupted_output_fails():
-    model, x, tr = traced(batch_first=True)
+    # fused: its output is a tensor of its own. The stepwise and compiled engines return the top layer's h as the
+    # output (no copy), so there a corrupted output is a corrupted h too, which the cell check also reports.
+    model, x, tr = traced(batch_first=True, engine="fused")
     tr.output[1, 3, 2] += 0.02
     report = check_trace(model, x, tr)
     assert not report.ok
