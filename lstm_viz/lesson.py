@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from . import links
 from .pipeline import AppConfig
 from .shapes import CLASSIC_PRESET
-from .unit_ranking import UnitScore, rank_units
+from .unit_ranking import UnitScore
 from .view import TABS, Sources, View
 
 # Where to look, as CSS selectors: Streamlit gives an element with key k the class st-key-k.
@@ -152,9 +152,10 @@ def neighbour(key: str, offset: int) -> str | None:
     return STEP_KEYS[index] if 0 <= index < len(STEP_KEYS) else None
 
 
-def best_cell_unit(task_name: str, result, seed: int = 0) -> UnitScore:
-    """The unit whose cell state c follows the task's hidden variable most closely (`result`: a trained task)."""
-    return next(score for score in rank_units(task_name, result, seed) if score.quantity == "c")
+def best_cell_unit(ranking: list[UnitScore]) -> UnitScore:
+    """The unit whose cell state c follows the task's hidden variable most closely, from a ranking
+    (unit_ranking.rank_units, best first)."""
+    return next(score for score in ranking if score.quantity == "c")
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,7 @@ def trained_step(shown: Step) -> None:
         return
     if not shown.best_unit:
         return
-    best = job.memo(("lesson best c unit", seed), lambda: best_cell_unit(shown.trained_task, job.result, seed))
+    best = best_cell_unit(job.ranking(seed))
     if st.session_state.get(UNIT_OPENED) != shown.key:  # once per entry: the user may then choose another
         state.update(state.VIEW, layer=best.layer, direction=best.direction, unit=best.unit)
         st.session_state[UNIT_OPENED] = shown.key

@@ -160,12 +160,13 @@ def tutorial_mapping(cfg: LSTMConfig, origin: TutorialOrigin | None = None) -> l
 
 
 def tutorial_table(rows: list[TensorMapping]) -> str:
-    """The mapping as a Markdown table: tutorial tensor, shape, gate, and what it equals in nn.LSTM's layout."""
-    lines = ["| tutorial tensor | shape | gate | = in nn.LSTM's layout |", "| --- | --- | --- | --- |"]
+    """The mapping as a Markdown table: tutorial tensor (and its gate), shape, and what it equals in nn.LSTM's layout.
+    Three columns: the layout's column needs the width on a phone."""
+    lines = ["| tutorial tensor | shape | = in nn.LSTM's layout |", "| --- | --- | --- |"]
     nowrap = "\u00a0"  # keep "(20, 30)" on one line
     for r in rows:
         a, b = r.rows
-        gate = f"{r.gate} ({GATE_WORDS[r.gate]})"
+        gate = f"{r.gate}, {GATE_WORDS[r.gate]}"
         if r.input_columns is not None:  # a weight (H, I + H): its x columns, then its h columns
             (x0, x1), (h0, h1) = r.input_columns, r.hidden_columns
             shape = f"`({r.shape[0]},{nowrap}{r.shape[1]})` = (H,{nowrap}I+H)"
@@ -177,7 +178,7 @@ def tutorial_table(rows: list[TensorMapping]) -> str:
         else:  # a Linear without a bias, beside gates with one
             shape = "none (bias=False)"
             target = f"`bias_ih_l0[{a}:{b}]` = 0 · `bias_hh_l0[{a}:{b}]` = 0"
-        lines.append(f"| `{r.name}` | {shape} | {gate} | {target} |")
+        lines.append(f"| `{r.name}` ({gate}) | {shape} | {target} |")
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import tasks
+from . import tasks, unit_ranking
 from .guard import ResourceError
 
 MAX_SNAPSHOTS = 24  # weights kept along one training, init and final included
@@ -97,6 +97,11 @@ class TrainingJob:
             while len(self._memo) > MEMO_KEPT:
                 self._memo.popitem(last=False)
         return value
+
+    def ranking(self, seed: int) -> list[unit_ranking.UnitScore]:
+        """The trained units, best tracker of the task's hidden variable (on examples from `seed`) first; computed
+        once per seed while memoised. Only for a job with a result."""
+        return self.memo(("ranking", seed), lambda: unit_ranking.rank_units(self.task_name, self.result, seed=seed))
 
     def _on_step(self, step: int, lstm: nn.LSTM, head: nn.Linear, loss: float) -> None:
         snapshot = tasks.Snapshot.of(step, lstm, head) if step % self._stride == 0 else None

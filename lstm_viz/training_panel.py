@@ -132,7 +132,7 @@ def snapshot_scrub(task: tasks.Task, job: training.TrainingJob, index: int, task
 
 def units_ranking(task: tasks.Task, job: training.TrainingJob, seed: int) -> None:
     """The units whose c or h best tracks the task's hidden variable, and a button opening the best one."""
-    ranking = ranked(job, seed)
+    ranking = job.ranking(seed)
     variable = unit_ranking.VARIABLES[task.name]
     st.markdown(f"**Units that track {variable}** (Pearson r over {unit_ranking.RANKING_BATCH} examples, trained "
                 "weights):")
@@ -141,11 +141,6 @@ def units_ranking(task: tasks.Task, job: training.TrainingJob, seed: int) -> Non
     best = ranking[0]
     st.button(f"Open unit {best.unit} in the explorer", key="open_best_unit", on_click=open_unit, args=(best,),
               icon=":material/center_focus_strong:")
-
-
-def ranked(job: training.TrainingJob, seed: int) -> list[UnitScore]:
-    """The trained job's units, best tracker of the task's hidden variable first (computed once per job)."""
-    return job.memo(("ranking", seed), lambda: unit_ranking.rank_units(job.task_name, job.result, seed=seed))
 
 
 def open_unit(score: UnitScore) -> None:

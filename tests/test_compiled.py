@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import TOLERANCE
 from hypothesis import HealthCheck, given, settings
-from test_parity import lstm_cases, make_pair, max_err
+from test_parity import lstm_cases, make_pair, max_err, option_case
 
 from lstm_viz import InstrumentedLSTM, compiled, cost
 from lstm_viz.engines import ENGINES
@@ -61,11 +61,8 @@ def test_compiled_matches_nn_lstm_and_stepwise_on_random_configs(built, case, dt
 @pytest.mark.parametrize("unbatched,given_hx", [(False, False), (True, False), (False, True), (True, True)])
 def test_compiled_each_option(built, option, unbatched, given_hx):
     """Each option on its own, so a failure names it (hypothesis covers the combinations)."""
-    cfg = dict(input_size=5, hidden_size=7, num_layers=2, bias=True, batch_first=False, bidirectional=False,
-               proj_size=0, dropout=0.0) | option
-    case = dict(cfg=cfg, seq_len=6, batch=3, unbatched=unbatched, given_hx=given_hx, seed=1)
     for dtype in (torch.float64, torch.float32):
-        check_against_torch_and_stepwise(case, dtype)
+        check_against_torch_and_stepwise(option_case(option, unbatched, given_hx), dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

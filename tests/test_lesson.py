@@ -18,6 +18,7 @@ from lstm_viz.equations import step_terms
 from lstm_viz.lesson import STEP_KEYS, STEPS, Lesson, best_cell_unit, link_query, neighbour, step
 from lstm_viz.model import InstrumentedLSTM
 from lstm_viz.pipeline import make_model, make_sequence, model_input
+from lstm_viz.unit_ranking import rank_units
 from lstm_viz.view import TABS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -137,7 +138,7 @@ def test_before_training_the_memory_task_forgets():
 def test_after_training_the_shown_units_forget_gate_holds_over_the_whole_delay():
     s = step("memory-trained")
     result = tasks.train(s.trained_task, seed=s.config.seed)
-    best = best_cell_unit(s.trained_task, result, s.config.seed)
+    best = best_cell_unit(rank_units(s.trained_task, result, s.config.seed))
     trace = memory_trace(result.lstm, s)
     f = trace.f[best.layer, best.direction, 1:, 0, best.unit]
     assert f.min().item() > 0.99  # "above 0.99 at every step of the hold"
@@ -147,7 +148,7 @@ def test_after_training_the_shown_units_forget_gate_holds_over_the_whole_delay()
 def test_the_bracket_unit_steps_with_each_bracket_and_little_with_letters():
     s = step("brackets")
     result = tasks.train(s.trained_task, seed=s.config.seed)
-    best = best_cell_unit(s.trained_task, result, s.config.seed)
+    best = best_cell_unit(rank_units(s.trained_task, result, s.config.seed))
     seq = tasks.example(s.trained_task, s.config.seed)
     c = InstrumentedLSTM.from_torch(result.lstm).trace(seq.x).c[best.layer, best.direction, :, 0, best.unit]
     change = torch.diff(torch.cat([torch.zeros(1), c])).numpy()  # from c = 0 before the first step
@@ -215,7 +216,7 @@ def test_a_link_reaches_each_steps_view_and_hides_the_answer_until_revealed(key)
     assert at.session_state[SOURCES] == s.sources
     shown = at.session_state[VIEW]
     if s.best_unit and shown != s.view:  # training finished already (it is shared): its best unit is open
-        best = best_cell_unit(s.trained_task, training.find(s.trained_task, s.config.seed).result, s.config.seed)
+        best = best_cell_unit(training.find(s.trained_task, s.config.seed).ranking(s.config.seed))
         assert shown == dataclasses.replace(s.view, layer=best.layer, direction=best.direction, unit=best.unit)
     else:
         assert shown == s.view
@@ -293,7 +294,7 @@ def test_a_trained_step_trains_and_then_opens_the_unit_that_tracks_the_task():
     assert not job.error
     at.run()
     assert_clean(at)
-    best = best_cell_unit(s.trained_task, job.result, s.config.seed)
+    best = best_cell_unit(job.ranking(s.config.seed))
     assert at.session_state[VIEW].unit == best.unit
     assert f"Unit {best.unit}'s cell state c follows the bracket depth with r = {best.r:+.2f}" in texts(at, "caption")
     at.session_state[VIEW] = dataclasses.replace(at.session_state[VIEW], unit=(best.unit + 1) % 16)

@@ -103,11 +103,15 @@ def test_parity_random_configs(case, dtype, device):
 @pytest.mark.parametrize("unbatched,given_hx", [(False, False), (True, False), (False, True), (True, True)])
 def test_parity_each_option(option, unbatched, given_hx, device):
     """Each option on its own, so a failure names it (hypothesis covers the combinations)."""
+    for dtype in (torch.float64, torch.float32):
+        check_parity(option_case(option, unbatched, given_hx), dtype, device)
+
+
+def option_case(option: dict, unbatched: bool, given_hx: bool) -> dict:
+    """A small case (as lstm_cases draws them) of a 2-layer LSTM with `option` changed from nn.LSTM's defaults."""
     cfg = dict(input_size=5, hidden_size=7, num_layers=2, bias=True, batch_first=False, bidirectional=False,
                proj_size=0, dropout=0.0) | option
-    case = dict(cfg=cfg, seq_len=6, batch=3, unbatched=unbatched, given_hx=given_hx, seed=1)
-    for dtype in (torch.float64, torch.float32):
-        check_parity(case, dtype, device)
+    return dict(cfg=cfg, seq_len=6, batch=3, unbatched=unbatched, given_hx=given_hx, seed=1)
 
 
 @pytest.mark.parametrize("device", DEVICES)

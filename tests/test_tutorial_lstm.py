@@ -15,7 +15,7 @@ from torch import nn
 from lstm_viz import InstrumentedLSTM, LSTMConfig, shapes
 from lstm_viz.config import GATE_ORDER
 from lstm_viz.loading import WeightsError, list_lstms, load_lstm, tutorial_origin
-from lstm_viz.tutorial_lstm import TUTORIAL_ORDER
+from lstm_viz.tutorial_lstm import GATE_WORDS, TUTORIAL_ORDER
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny LSTMs: see conftest
 
@@ -300,7 +300,7 @@ def test_the_shapes_tab_explains_the_mapping_and_the_pitfalls():
     expander = next(e for e in at.expander if e.label.startswith("Written the tutorial's LSTM class yourself?"))
     text = "\n".join(m.value for m in expander.markdown)
     for k, gate in enumerate(GATE_ORDER):
-        assert f"`{CLASSIC[gate]}.weight` | `(6,\u00a010)` = (H,\u00a0I+H)" in text
+        assert f"`{CLASSIC[gate]}.weight` ({gate}, {GATE_WORDS[gate]}) | `(6,\u00a010)` = (H,\u00a0I+H)" in text
         assert f"`weight_ih_l0[{6 * k}:{6 * (k + 1)}]` = `{CLASSIC[gate]}.weight[:, 0:4]`" in text
     assert "torch.squeeze(inputs[:, i:i+1, :])" in text
     assert "`cell_size` is never used" in text
@@ -339,5 +339,5 @@ def test_the_shapes_tab_names_the_uploaded_linears():
     text = "\n".join(m.value for m in expander.markdown)
     assert "These weights were loaded from one**: its Linears `W_f`, `W_i`, `W_o`, `W_C`" in text
     nowrap = "\u00a0"
-    assert f"| `W_C.weight` | `(3,{nowrap}5)` = (H,{nowrap}I+H) | g (candidate) | `weight_ih_l0[6:9]` = " \
+    assert f"| `W_C.weight` (g, candidate) | `(3,{nowrap}5)` = (H,{nowrap}I+H) | `weight_ih_l0[6:9]` = " \
            "`W_C.weight[:, 0:2]`" in text
