@@ -8,10 +8,13 @@ Per layer-direction the op `lstm_viz::trace_steps` runs, as the stepwise engine 
     c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t                  one loop over (B, H) a step, no FMA: rounded as torch rounds
     h_t = o_t ⊙ tanh(c_t)            then h_t = W_hr h_t when proj_size > 0
 
-writing every gate and state straight into the trace's buffers, with no Python between steps. A step's GEMM is a
-loop of dot products for small weights, oneDNN's on W_hh prepacked for big float32 ones (as nn.LSTM's kernel), ATen's
-in between; the input part is oneDNN's too for big float32 W_ih. CPU, float32 and float64; elsewhere (CUDA, half
-precision) it is the stepwise engine.
+writing every gate and state straight into the trace's buffers, with no Python between steps. In float32, where
+ATen's brgemm runs (oneDNN's micro-kernel; `prepare`), the op tiles the products itself as nn.LSTM's own CPU kernel
+does: the input part in tiles of 64 rows by 128 columns straight into the gate buffer; then each step split by
+blocks of 32 units over torch's threads, a thread computing every gate of its units in one brgemm call (W_hh laid out
+in panels of their i, f, g, o columns) and their cell right after: one fork and join a step. Elsewhere a step's GEMM
+is a loop of dot products for small weights, oneDNN's on W_hh prepacked for big float32 ones, ATen's in between.
+CPU, float32 and float64; elsewhere (CUDA, half precision) it is the stepwise engine.
 
 The build (~10 s on 2 quiet cores, ~30 s on busy ones; once per machine, in torch's extension cache:
 TORCH_EXTENSIONS_DIR or ~/.cache/torch_extensions) runs in a child process, so a server's other sessions (threads)
@@ -30,14 +33,24 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 SOURCE = Path(__file__).with_name("compiled_cell.cpp")
-CFLAGS = ["-O3", "-ffp-contract=off"]  # no fused multiply-add: c_t = f⊙c + i⊙g rounds as torch's two products
-# ATen's vectorised exp and tanh (Sleef's, which libtorch exports) where this CPU runs AVX2, as torch's kernels do
-AVX2_FLAGS = ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
+# No fused multiply-add: c_t = f⊙c + i⊙g rounds as torch's two products. OpenMP, so that at::parallel_for in the
+# op runs on torch's own thread pool (the library links libgomp.so.1, which the loaded torch already provides):
+# without it the pragma is ignored and the cell's loop runs on one thread.
+CFLAGS = ["-O3", "-ffp-contract=off", "-fopenmp"]
+LDFLAGS = ["-fopenmp"]
+# ATen's vectors at the width torch's own kernels use on this CPU (its Sleef exp and tanh, which libtorch exports):
+# 16 floats a vector where torch runs AVX-512 (1.7× the cell's AVX2 speed here), 8 where AVX2, scalar elsewhere.
+VECTOR_FLAGS = {
+    "AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c",
+               "-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512"],
+    "AVX2": ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"],
+}
 BUILD_TIMEOUT_S = 600  # a cold build takes ~10–30 s on 2 cores; more means a stuck lock or a swamped machine
 DTYPES = (torch.float32, torch.float64)
 # From C++, with no Python call around it, oneDNN's prepacked product pays off from H = 256 (the stepwise engine:
@@ -85,21 +98,40 @@ def label(x: Tensor) -> str:
     return "compiled" if reason is None else f"{FALLBACK} (compiled cell unavailable: {reason}; slower)"
 
 
+class Prepared(NamedTuple):
+    """A layer-direction's weights as the op's faster products take them, made once per trace (`prepare`)."""
+
+    packed_hh: Tensor | None = None  # W_hh prepacked by oneDNN for the batch: its GEMM a step (no brgemm here)
+    ih_panels: Tensor | None = None  # W_ihᵀ, then W_hhᵀ, in brgemm's panels (float32 where brgemm runs)
+    hh_panels: Tensor | None = None
+
+
+def prepare(weight_ih: Tensor, weight_hh: Tensor, batch: int) -> Prepared:
+    """The weights for the fastest products the op has here: brgemm's panels for float32 where it runs (each thread
+    then computes every gate of its units in one call, and their cell right after), else oneDNN's prepacked W_hh
+    where that pays off (`packs`), else nothing (ATen's GEMM)."""
+    if uses_brgemm(weight_hh):
+        ih_panels, hh_panels = torch.ops.lstm_viz.brgemm_weights(weight_ih, weight_hh)
+        return Prepared(ih_panels=ih_panels, hh_panels=hh_panels)
+    return Prepared(packed_hh=packed_weight(weight_hh, batch))
+
+
 def trace_steps(x: Tensor, h0: Tensor, c0: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias: Tensor | None,
                 weight_hr: Tensor | None, reverse: bool, gates: Tensor, c: Tensor, h: Tensor,
-                packed_hh: Tensor | None = None) -> None:
+                prepared: Prepared | None = None) -> None:
     """The op: steps of x (T, B, I) from h0, c0 into the contiguous buffers gates (T, B, 4H), c (T, B, H) and
-    h (T, B, H_r), indexed by input position (reverse: t = T−1 … 0). bias is b_ih + b_hh; packed_hh, W_hh prepacked
-    by oneDNN for this batch (`packed_weight`), makes each step's GEMM oneDNN's."""
-    has_input_part = input_part_into(x, weight_ih, bias, gates)
-    torch.ops.lstm_viz.trace_steps(x, h0, c0, weight_ih, weight_hh, bias, weight_hr, packed_hh, reverse,
+    h (T, B, H_r), indexed by input position (reverse: t = T−1 … 0). bias is b_ih + b_hh; `prepared` (by `prepare`,
+    for this batch) picks the faster products."""
+    prepared = prepared or Prepared()
+    has_input_part = prepared.ih_panels is None and input_part_into(x, weight_ih, bias, gates)
+    torch.ops.lstm_viz.trace_steps(x, h0, c0, weight_ih, weight_hh, bias, weight_hr, *prepared, reverse,
                                    has_input_part, gates, c, h)
 
 
 def input_part_into(x: Tensor, weight_ih: Tensor, bias: Tensor | None, gates: Tensor) -> bool:
     """W_ih x_t + b_ih + b_hh for every t into gates (T, B, 4H) by oneDNN's GEMM on W_ih prepacked, a block of rows
     at a time (so that its output, a new tensor, stays small), where that pays off: ~2× ATen's addmm for big float32
-    weights here. False where it does not, and the op computes it itself."""
+    weights here (where brgemm does not run). False where it does not, and the op computes it itself."""
     if not packs(weight_ih) or x.shape[0] * x.shape[1] < INPUT_ROWS_MIN:
         return False
     rows = max(1, INPUT_BLOCK_VALUES // gates.shape[-1])
@@ -114,12 +146,25 @@ def input_part_into(x: Tensor, weight_ih: Tensor, bias: Tensor | None, gates: Te
     return True
 
 
-def packs(weight_hh: Tensor) -> bool:
-    """Whether the compiled cell takes oneDNN's prepacked product for this W_hh (CPU, float32, kernels present)."""
+def uses_brgemm(weight_hh: Tensor) -> bool:
+    """Whether the op's products for these float32 weights are ATen's brgemm (oneDNN's micro-kernel, which the op
+    tiles itself). LSTM_VIZ_NO_BRGEMM=1 turns it off (the tests run both routes)."""
+    return (weight_hh.dtype == torch.float32 and weight_hh.device.type == "cpu"
+            and os.environ.get("LSTM_VIZ_NO_BRGEMM", "") in ("", "0") and brgemm_runs())
+
+
+def brgemm_runs() -> bool:
+    """Whether ATen's float32 brgemm runs in this build of torch on this CPU (the op tries it once)."""
+    return bool(torch.ops.lstm_viz.brgemm_runs())
+
+
+def packs(weight: Tensor) -> bool:
+    """Whether the op takes oneDNN's prepacked product for this weight where brgemm does not run (CPU, float32,
+    big, kernels present)."""
     from .engines import packed_kernels_available
 
-    return (weight_hh.numel() >= PACKED_MIN_VALUES and weight_hh.dtype == torch.float32
-            and weight_hh.device.type == "cpu" and packed_kernels_available())
+    return (weight.numel() >= PACKED_MIN_VALUES and weight.dtype == torch.float32 and weight.device.type == "cpu"
+            and packed_kernels_available() and not uses_brgemm(weight))
 
 
 def packed_weight(weight_hh: Tensor, batch: int) -> Tensor | None:
@@ -136,14 +181,13 @@ def packed_weight(weight_hh: Tensor, batch: int) -> Tensor | None:
 
 
 def cflags() -> list[str]:
-    """The compiler's flags here: vector instructions only where this CPU has them (else the build would crash)."""
-    avx2 = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
-    return CFLAGS + (AVX2_FLAGS if avx2 else [])
+    """The compiler's flags here: vector instructions only where torch runs them (else the build would crash)."""
+    return CFLAGS + VECTOR_FLAGS.get(torch.backends.cpu.get_cpu_capability(), [])
 
 
 def extension_name(source: str, flags: list[str]) -> str:
     """Named by what it is built from, so that a changed source, flag or torch never loads a stale build."""
-    key = "\0".join([source, *flags, torch.__version__, sys.version])
+    key = "\0".join([source, *flags, *LDFLAGS, torch.__version__, sys.version])
     return "lstm_viz_cell_" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -195,7 +239,8 @@ def _build(name: str, where: Path, done: Path, flags: list[str]) -> str | None:
     script = ("import sys, pathlib, torch.utils.cpp_extension as ext\n"
               "name, where, source, done = sys.argv[1:5]\n"
               "ext.load_inline(name, [pathlib.Path(source).read_text()], extra_cflags=sys.argv[5:],"
-              " build_directory=where, is_python_module=False, no_implicit_headers=True)\n"
+              f" extra_ldflags={LDFLAGS!r}, build_directory=where, is_python_module=False,"
+              " no_implicit_headers=True)\n"
               "pathlib.Path(done).touch()\n")
     try:
         run = subprocess.run([sys.executable, "-c", script, name, str(where), str(SOURCE), str(done), *flags],

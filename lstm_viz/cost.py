@@ -54,6 +54,7 @@ SCAN_STEP_OPS = 4  # small ops per step of linear_scan's loop: two index views, 
 DEFAULT_CACHE = 32 << 20  # bytes of last-level cache where the system does not say
 CACHED_BYTES = 4 << 20  # a weight that stays in any server's last-level cache between steps
 BIG_BATCH = 64  # a batch at which a step's product is compute-bound
+FRESH_BYTES = 64 << 20  # memory timed fresh: past glibc's largest reused block, so mapped anew each time
 
 
 # --- progress and deadline ------------------------------------------------------------------
@@ -181,6 +182,7 @@ class Rates:
     kernels: dict[str, Kernel] = field(default_factory=dict)  # torch.lstm's: "fast" (oneDNN, cuDNN), "native" (ATen)
     compiled_step: float | None = None  # s per compiled step beyond its GEMMs' flops and bytes; None: no compiled cell
     compiled_value: float = 0.0  # s per B·H value of a compiled step's fused loop
+    fresh: float = 0.0  # s per byte of memory new to the process (a big trace's record): mapping and zeroing pages
 
 
 # --- the model ------------------------------------------------------------------------------
@@ -222,7 +224,10 @@ def trace_seconds(cfg: LSTMConfig, seq_len: int, batch: int, engine: str, r: Rat
     layer_seconds = {"stepwise": stepwise_layer_seconds, "fused": fused_layer_seconds,
                      "compiled": compiled_layer_seconds}[engine]
     layers = sum(layer_seconds(cfg, layer, seq_len, batch, r) for layer in range(cfg.num_layers))
-    return layers + parameter_count(cfg) * r.value + (TRACE_OPS + LAYER_OPS * cfg.num_layers) * r.op
+    D, H = cfg.num_directions, cfg.hidden_size
+    record = cfg.num_layers * D * seq_len * batch * (5 * H + cfg.real_hidden_size) * r.itemsize  # gates, c, h
+    return (layers + record * r.fresh  # the record's pages, new to the process: the kernel maps and zeroes them
+            + parameter_count(cfg) * r.value + (TRACE_OPS + LAYER_OPS * cfg.num_layers) * r.op)
 
 
 def stepwise_layer_seconds(cfg: LSTMConfig, layer: int, T: int, B: int, r: Rates) -> float:
@@ -243,12 +248,19 @@ def compiled_layer_seconds(cfg: LSTMConfig, layer: int, T: int, B: int, r: Rates
     """One layer, every direction: the compiled cell's input GEMM straight into the gate buffer, then per step one
     GEMM called from C++ (no Python) and one loop over (B, H)."""
     I, H, H_r, P = _sizes(cfg, layer)
-    kind = "packed" if "packed" in r.products and 4 * H * H_r >= compiled.PACKED_MIN_VALUES else "plain"  # as packs
+    if "brgemm" in r.products:  # as compiled.prepare: brgemm's products, tiled by the op, where they run
+        kind = "brgemm"
+    else:
+        kind = "packed" if "packed" in r.products and 4 * H * H_r >= compiled.PACKED_MIN_VALUES else "plain"
     step = (r.compiled_step  # the C++ loop and its GEMMs' dispatch
             + product_seconds(r, kind, 4 * H, H_r, B, call=False)  # W_hh h_{t−1}
             + (product_seconds(r, "plain", P, H, B, call=False) if P else 0.0)  # W_hr h_t
             + B * H * r.compiled_value)  # activations, c and h, in one loop
-    if "packed" in r.products and 4 * H * I >= compiled.PACKED_MIN_VALUES and T * B >= compiled.INPUT_ROWS_MIN:
+    if kind == "brgemm":
+        # W_ih x_t for every t in tiles straight into the gate buffer; both weights laid out in panels first
+        once = (2 * T * B * I * 4 * H / r.products["brgemm"].flops + T * B * 4 * H * r.value
+                + 4 * H * (I + H_r) * r.value)
+    elif "packed" in r.products and 4 * H * I >= compiled.PACKED_MIN_VALUES and T * B >= compiled.INPUT_ROWS_MIN:
         # W_ih x_t + b by oneDNN's GEMM in blocks (compiled.input_part_into), each copied into the gate buffer
         once = 2 * T * B * I * 4 * H / r.products["packed"].flops + T * B * 4 * H * 2 * r.value + 4 * H * I * r.value
     else:
@@ -385,7 +397,7 @@ def calibrate(device: str | torch.device = "cpu", dtype: torch.dtype = torch.flo
     op = timed(lambda: [tiny.mul_(1.0) for _ in range(32)], 32)
     a, w, bias, out = full(1024, 256), full(1024, 256), full(1024), full(1024, 1024)
     gemm = 2 * 1024 * 256 * 1024 / _rest(timed(lambda: torch.addmm(bias, a, w.T, out=out)), 1024 * 1024 * value)
-    r = Rates(dev.type, dtype.itemsize, cache_bytes(dev), gemm, value, op)
+    r = Rates(dev.type, dtype.itemsize, cache_bytes(dev), gemm, value, op, fresh=_fresh_seconds(dev))
 
     kinds = ["plain"] + (["packed"] if dev.type == "cpu" and dtype == torch.float32 and packed_kernels_available()
                          else [])
@@ -455,7 +467,20 @@ def _calibrate_compiled(r: Rates, full, timed) -> Rates:
     r = replace(r, compiled_step=_rest(run(T, 1, 8), compiled_layer_seconds(cfg, 0, T, 1, r)) / T)
     T, B, H = 8, 512, 64
     known = compiled_layer_seconds(LSTMConfig(8, H), 0, T, B, r)  # all but the elementwise work, 0 so far
-    return replace(r, compiled_value=_rest(run(T, B, H), known) / (T * B * H))
+    r = replace(r, compiled_value=_rest(run(T, B, H), known) / (T * B * H))
+    if not compiled.uses_brgemm(full(1)):
+        return r
+    # brgemm's flop rate, from a layer whose products dominate, by the route compiled.prepare picks for it
+    T, B, H = 32, 16, 256
+    x, h0, c0 = full(T, B, H), full(B, H), full(B, H)
+    w_ih, w_hh, bias = full(4 * H, H), full(4 * H, H), full(4 * H)
+    gates, c, h = full(T, B, 4 * H), full(T, B, H), full(T, B, H)
+    prepared = compiled.prepare(w_ih, w_hh, B)
+    took = timed(lambda: compiled.trace_steps(x, h0, c0, w_ih, w_hh, bias, None, False, gates, c, h, prepared))
+    like = r.products.get("packed", r.products["plain"])  # its bandwidths: W streamed once a step, as theirs
+    free = replace(r, products={**r.products, "brgemm": replace(like, call=0.0, flops=math.inf)})
+    flops = 2 * T * B * 4 * H * 2 * H / _rest(took, compiled_layer_seconds(LSTMConfig(H, H), 0, T, B, free))
+    return replace(r, products={**r.products, "brgemm": replace(like, call=0.0, flops=flops)})
 
 
 def _calibrate_kernel(kind: str, fast: bool, r: Rates, full, timed) -> Kernel:
@@ -483,6 +508,18 @@ def _calibrate_kernel(kind: str, fast: bool, r: Rates, full, timed) -> Kernel:
         weight_bytes = 4 * H * (8 + H) * r.itemsize
         k = replace(k, pack=max(run(2, 1, H) - model(2, 1, H, k), 0.0) / weight_bytes)
     return k
+
+
+def _fresh_seconds(dev: torch.device) -> float:
+    """s per byte of writing memory new to the process, less writing it again: on the CPU the kernel maps and zeroes
+    each page on first touch (~0.3 ms per MB here: a trace's record of 48 MB costs 15 ms before any math). Past
+    glibc's largest reusable block (32 MB), so that the allocation is new every time."""
+    if dev.type != "cpu":
+        return 0.0
+    n = FRESH_BYTES // 4
+    fresh = _least_seconds(lambda: torch.empty(n).fill_(1.0), dev)
+    again = torch.empty(n)
+    return _rest(fresh, _least_seconds(lambda: again.fill_(1.0), dev)) / FRESH_BYTES
 
 
 def _rest(measured: float, known: float) -> float:

@@ -32,8 +32,21 @@ def built():
     return compiled
 
 
-def check_against_torch_and_stepwise(case, dtype):
+@pytest.fixture(params=["brgemm", "aten"])
+def route(request, built, monkeypatch):
+    """The op's two routes for float32 products: ATen's brgemm, tiled by the op (where it runs), and ATen's GEMM or
+    oneDNN's prepacked one (LSTM_VIZ_NO_BRGEMM=1, and wherever brgemm does not run)."""
+    if request.param == "brgemm" and not compiled.brgemm_runs():
+        pytest.skip("ATen's float32 brgemm does not run on this CPU")
+    if request.param == "aten":
+        monkeypatch.setenv("LSTM_VIZ_NO_BRGEMM", "1")
+    return request.param
+
+
+def check_against_torch_and_stepwise(case, dtype, route="brgemm"):
     ref, ours, x, hx = make_pair(case, dtype, "cpu")
+    brgemm = dtype == torch.float32 and route == "brgemm" and compiled.brgemm_runs()
+    assert compiled.uses_brgemm(ours.weight_hh_l0) == brgemm  # the route the test names is the one that runs
     tol = TOLERANCE[dtype]
     with torch.no_grad():
         want_out, (want_h, want_c) = ref(x, hx)
@@ -54,30 +67,68 @@ def test_compiled_matches_nn_lstm_and_stepwise_on_random_configs(built, case, dt
     check_against_torch_and_stepwise(case, dtype)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=lstm_cases())
+def test_compiled_float32_without_brgemm_matches_on_random_configs(built, case, monkeypatch):
+    """The route where brgemm does not run (another CPU, another build of torch), forced here."""
+    monkeypatch.setenv("LSTM_VIZ_NO_BRGEMM", "1")
+    check_against_torch_and_stepwise(case, torch.float32, "aten")
+
+
 @pytest.mark.parametrize("option", [
     dict(batch_first=True), dict(bidirectional=True), dict(proj_size=3), dict(bias=False), dict(num_layers=3),
     dict(num_layers=2, bidirectional=True, proj_size=2, bias=False, batch_first=True),
 ])
 @pytest.mark.parametrize("unbatched,given_hx", [(False, False), (True, False), (False, True), (True, True)])
-def test_compiled_each_option(built, option, unbatched, given_hx):
-    """Each option on its own, so a failure names it (hypothesis covers the combinations)."""
+def test_compiled_each_option(built, route, option, unbatched, given_hx):
+    """Each option on its own, by each route, so a failure names it (hypothesis covers the combinations)."""
     for dtype in (torch.float64, torch.float32):
-        check_against_torch_and_stepwise(option_case(option, unbatched, given_hx), dtype)
+        check_against_torch_and_stepwise(option_case(option, unbatched, given_hx), dtype, route)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_compiled_wide_batch_runs_the_fused_loop_on_every_thread(built, dtype):
-    """B·H past the threshold where the loop over (B, H) is split across threads, and H not a multiple of the vector
-    width (the last units take the scalar path), bidirectional with projection."""
+def test_compiled_wide_batch_runs_the_fused_loop_on_every_thread(built, route, dtype):
+    """Work past the threshold where a step is split by blocks of units across threads, H not a multiple of the
+    block (a narrower last block) nor of the vector width (the last units take the scalar path), bidirectional
+    with projection, by each route."""
     case = dict(cfg=dict(input_size=6, hidden_size=131, num_layers=1, bias=True, batch_first=False,
                          bidirectional=True, proj_size=17, dropout=0.0),
                 seq_len=5, batch=300, unbatched=False, given_hx=True, seed=4)
-    check_against_torch_and_stepwise(case, dtype)
+    check_against_torch_and_stepwise(case, dtype, route)
+
+
+@pytest.mark.parametrize("H", [64, 70])
+def test_brgemm_panels_hold_the_weights_in_the_layout_the_op_reads(built, H):
+    """W_ihᵀ in panels of 4·32 columns; W_hhᵀ in panels of the i, f, g, o columns of 32 units each (the last panel
+    narrower where H is not a multiple of 32), read back here by the same arithmetic the op uses."""
+    if not compiled.brgemm_runs():
+        pytest.skip("ATen's float32 brgemm does not run on this CPU")
+    torch.manual_seed(8)
+    I, u = 5, 32
+    w_ih, w_hh = torch.randn(4 * H, I), torch.randn(4 * H, H)
+    prepared = compiled.prepare(w_ih, w_hh, batch=2)
+    assert prepared.packed_hh is None
+    ih, hh = prepared.ih_panels, prepared.hh_panels
+    assert ih.numel() == w_ih.numel() and hh.numel() == w_hh.numel()
+    offset = 0
+    for c0 in range(0, 4 * H, 4 * u):  # W_ihᵀ columns c0 … c0 + width, row-major
+        width = min(4 * u, 4 * H - c0)
+        panel = ih[offset:offset + I * width].view(I, width)
+        torch.testing.assert_close(panel, w_ih[c0:c0 + width].t(), rtol=0, atol=0)
+        offset += I * width
+    offset = 0
+    for j0 in range(0, H, u):  # block of units j0 … j0 + n: columns gate·n + k hold W_hh row gate·H + j0 + k
+        n = min(u, H - j0)
+        panel = hh[offset:offset + H * 4 * n].view(H, 4, n)
+        for gate in range(4):
+            torch.testing.assert_close(panel[:, gate], w_hh[gate * H + j0:gate * H + j0 + n].t(), rtol=0, atol=0)
+        offset += H * 4 * n
 
 
 def test_compiled_big_float32_weights_take_onednn_packed_product(built, monkeypatch):
-    """W_hh and W_ih of ≥ compiled.PACKED_MIN_VALUES values in float32: each step's GEMM, and the input part of
-    enough rows (in blocks), are oneDNN's on the prepacked weights."""
+    """Where brgemm does not run, W_hh and W_ih of ≥ compiled.PACKED_MIN_VALUES values in float32: each step's GEMM,
+    and the input part of enough rows (in blocks), are oneDNN's on the prepacked weights."""
+    monkeypatch.setenv("LSTM_VIZ_NO_BRGEMM", "1")
     torch.manual_seed(7)
     ref = torch.nn.LSTM(300, 256, bidirectional=True).eval()
     assert compiled.packs(ref.weight_hh_l0) and compiled.packs(ref.weight_ih_l0)
