@@ -59,6 +59,7 @@ PACKED_MIN_VALUES = 1 << 18
 INPUT_ROWS_MIN = 256  # rows (T·B) from which the input part goes to oneDNN too: its packing pays off over many
 INPUT_BLOCK_VALUES = 1 << 22  # values of the input part per oneDNN call: 16 MB of float32 output at a time
 FALLBACK = "stepwise"
+SMALL_PRODUCT = 16384  # B·4H·H_r up to which the op's own dot loop takes W_hh h (compiled_cell.cpp's kSmallProduct)
 
 _lock = threading.Lock()  # sessions are threads: the first to ask builds, the others wait for it
 _state: dict[str, object] = {}  # "reason": None once loaded, else why not; absent until first asked
@@ -110,7 +111,7 @@ def prepare(weight_ih: Tensor, weight_hh: Tensor, batch: int) -> Prepared:
     """The weights for the fastest products the op has here: brgemm's panels for float32 where it runs (each thread
     then computes every gate of its units in one call, and their cell right after), else oneDNN's prepacked W_hh
     where that pays off (`packs`), else nothing (ATen's GEMM)."""
-    if uses_brgemm(weight_hh):
+    if uses_brgemm(weight_hh) and batch * weight_hh.numel() > SMALL_PRODUCT:
         ih_panels, hh_panels = torch.ops.lstm_viz.brgemm_weights(weight_ih, weight_hh)
         return Prepared(ih_panels=ih_panels, hh_panels=hh_panels)
     return Prepared(packed_hh=packed_weight(weight_hh, batch))

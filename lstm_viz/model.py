@@ -175,14 +175,16 @@ class InstrumentedLSTM(nn.LSTM):
             raise RuntimeError("lstm expects two hidden states")  # torch.lstm's words, as forward says them
         h0, c0 = hx
         x = x.transpose(0, 1) if self.batch_first else x  # (T, B, I): time-major inside
-        engine = self.auto_engine(x.shape[0], x.shape[1]) if engine == "auto" else engine
-        output, h_n, c_n, parts = self.traced(x, h0, c0, engine, progress, deadline)
+        cfg, now = self.config, self.current_weights()  # read once: a small trace is mostly such bookkeeping
+        w = self.weight_hh_l0
+        engine = auto_engine(cfg, x.shape[0], x.shape[1], w.device, w.dtype) if engine == "auto" else engine
+        output, h_n, c_n, parts = self.traced(x, h0, c0, engine, progress, deadline, cfg, now)
         output = output.transpose(0, 1) if self.batch_first else output
         if not batched:
             output = output.squeeze(0 if self.batch_first else 1)
             h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
-        return Trace(config=self.config, output=output, h_n=h_n, c_n=c_n, batched=batched,
-                     weights={k: v.detach().clone() for k, v in self.current_weights().items()},
+        return Trace(config=cfg, output=output, h_n=h_n, c_n=c_n, batched=batched,
+                     weights={k: v.detach().clone() for k, v in now.items()},
                      engine=engine_label(engine, x), **parts)
 
     def auto_engine(self, seq_len: int, batch: int) -> str:
@@ -190,10 +192,13 @@ class InstrumentedLSTM(nn.LSTM):
         w = self.weight_hh_l0
         return auto_engine(self.config, seq_len, batch, w.device, w.dtype)
 
-    def traced(self, x: Tensor, h0: Tensor, c0: Tensor, engine: str, progress=None, deadline=None):
+    def traced(self, x: Tensor, h0: Tensor, c0: Tensor, engine: str, progress=None, deadline=None,
+               cfg: LSTMConfig | None = None, weights_now: dict[str, Tensor] | None = None):
         """All layers and directions on a checked time-major x (T, B, I) from h0, c0 (L·D, B, ·): output (T, B, ·),
-        h_n and c_n as nn.LSTM gives them, and the recorded parts of a Trace."""
-        cfg = self.config
+        h_n and c_n as nn.LSTM gives them, and the recorded parts of a Trace. cfg and weights_now, where the caller
+        has them: `config` and `current_weights()`."""
+        cfg = cfg or self.config
+        weights_now = weights_now if weights_now is not None else self.current_weights()
         T, B = x.shape[:2]
         if T == 0:
             raise RuntimeError("Expected sequence length to be larger than 0 in RNN")  # nn.LSTM's words
@@ -214,7 +219,7 @@ class InstrumentedLSTM(nn.LSTM):
             if layer > 0 and self.training and cfg.dropout > 0:
                 layer_in = F.dropout(layer_in, p=cfg.dropout, training=True)  # between layers only
             layer_inputs.append(layer_in)
-            weights = [self.direction_weights(layer, d) for d in range(D)]
+            weights = [DirectionWeights.from_state(weights_now, LSTMConfig.suffix(layer, d)) for d in range(D)]
             rec = {q: r[layer] for q, r in records.items()}
             if clock is None:
                 layer_in, h_last, c_last = ENGINES[engine](layer_in, h0[layer], c0[layer], weights, rec)

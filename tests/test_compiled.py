@@ -45,8 +45,12 @@ def route(request, built, monkeypatch):
 
 def check_against_torch_and_stepwise(case, dtype, route="brgemm"):
     ref, ours, x, hx = make_pair(case, dtype, "cpu")
+    batch = 1 if x.dim() == 2 else x.shape[0 if case["cfg"]["batch_first"] else 1]
+    w_hh = ours.weight_hh_l0
     brgemm = dtype == torch.float32 and route == "brgemm" and compiled.brgemm_runs()
-    assert compiled.uses_brgemm(ours.weight_hh_l0) == brgemm  # the route the test names is the one that runs
+    assert compiled.uses_brgemm(w_hh) == brgemm  # the route the test names is the one that runs...
+    prepared = compiled.prepare(ours.weight_ih_l0, w_hh, batch)  # ...but for the smallest, whose dot loop wins
+    assert (prepared.hh_panels is not None) == (brgemm and batch * w_hh.numel() > compiled.SMALL_PRODUCT)
     tol = TOLERANCE[dtype]
     with torch.no_grad():
         want_out, (want_h, want_c) = ref(x, hx)
