@@ -22,8 +22,8 @@
 namespace {
 
 constexpr int64_t kBlockUnits = 32;  // units a thread takes at a time: a block's product is 128 columns wide
-constexpr int64_t kParallelWork = 1 << 17;
-constexpr int64_t kInputRows = 64;  // rows (t, b) of the input part a brgemm call takes  // multiply-adds a step from which a second thread pays off
+constexpr int64_t kParallelWork = 1 << 17;  // multiply-adds a step from which a second thread pays off
+constexpr int64_t kInputRows = 64;  // rows (t, b) of the input part a brgemm call takes
 constexpr int64_t kSmallProduct = 16384;  // multiply-adds of W_hh h below which a loop beats a BLAS call
 
 template <typename T>
@@ -57,10 +57,11 @@ inline at::vec::Vectorized<T> sigmoid(at::vec::Vectorized<T> z) {
 }
 
 // One step for batch rows [b0, b1) and units [j0, j1). z (B, 4H) holds W_ih x_t on entry and i, f, g, o on exit;
-// bias (4H) is b_ih + b_hh, or zeros where the input part has it already. r points at W_hh h_{t−1} for row 0, gate i, unit j0; a row is r_row further on and a gate r_gate (r is
-// (B, 4H) in z's layout, or a block of the blocked product, `blocked_weight`). Writes c_t (B, H) and
-// o_t ⊙ tanh(c_t) (B, H) into h. Vectorised as torch's own activations are (Sleef's exp and tanh, where built for
-// AVX2 or AVX-512), then the units left over one by one.
+// bias (4H) is b_ih + b_hh, or zeros where the input part has it already. r points at W_hh h_{t−1} for row 0,
+// gate i, unit j0; a row is r_row further on and a gate r_gate (r is (B, 4H) in z's layout, or a block of the
+// blocked product, `blocked_weight`). Writes c_t (B, H) and o_t ⊙ tanh(c_t) (B, H) into h. Vectorised as torch's
+// own activations are (Sleef's exp, and its tanh to 3.5 ulp, where built for AVX2 or AVX-512), then the units left
+// over one by one.
 template <typename T>
 void cell_units(T* z, const T* bias, const T* r, int64_t r_row, int64_t r_gate, const T* c_prev, T* c, T* h,
                 int64_t H, int64_t b0, int64_t b1, int64_t j0, int64_t j1) {
@@ -342,7 +343,8 @@ TORCH_LIBRARY(lstm_viz, m) {
   m.def("brgemm_runs() -> bool", &brgemm_runs);
   m.def("brgemm_weights(Tensor weight_ih, Tensor weight_hh) -> Tensor[]", &brgemm_weights);
   m.def("trace_steps(Tensor x, Tensor h0, Tensor c0, Tensor weight_ih, Tensor weight_hh, Tensor? bias, "
-        "Tensor? weight_hr, Tensor? packed_hh, Tensor? ih_panels, Tensor? hh_panels, bool reverse, bool has_input_part, Tensor(a!) gates, Tensor(b!) c, Tensor(c!) h) -> ()");
+        "Tensor? weight_hr, Tensor? packed_hh, Tensor? ih_panels, Tensor? hh_panels, bool reverse, "
+        "bool has_input_part, Tensor(a!) gates, Tensor(b!) c, Tensor(c!) h) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(lstm_viz, CPU, m) {

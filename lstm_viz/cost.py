@@ -248,7 +248,7 @@ def compiled_layer_seconds(cfg: LSTMConfig, layer: int, T: int, B: int, r: Rates
     """One layer, every direction: the compiled cell's input GEMM straight into the gate buffer, then per step one
     GEMM called from C++ (no Python) and one loop over (B, H)."""
     I, H, H_r, P = _sizes(cfg, layer)
-    if "brgemm" in r.products:  # as compiled.prepare: brgemm's products, tiled by the op, where they run
+    if "brgemm" in r.products and B * 4 * H * H_r > compiled.SMALL_PRODUCT:  # as compiled.prepare picks it
         kind = "brgemm"
     else:
         kind = "packed" if "packed" in r.products and 4 * H * H_r >= compiled.PACKED_MIN_VALUES else "plain"
